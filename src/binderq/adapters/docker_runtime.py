@@ -1,0 +1,252 @@
+"""The Docker engine, through the docker SDK: the only module that imports docker."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests
+
+from binderq.domain.errors import DependencyDown, LaunchFailed
+from binderq.domain.spec import (
+    LABEL_INSTANCE,
+    LABEL_ROLE,
+    LABEL_SERVER,
+    ContainerSpec,
+    ServerSpec,
+)
+
+T = TypeVar("T")
+
+# Capabilities no notebook needs; the rest of Docker's default set stays, because images
+# built from users' Dockerfiles may start as root and chown their home, as docker-stacks do.
+_DROPPED_CAPABILITIES = ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    name: str
+    server_id: str
+    role: str
+    status: str  # Docker's: created, running, exited, dead ...
+    labels: dict[str, str]
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+def _engine_errors_as_ours(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except docker.errors.APIError:
+            raise
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            raise DependencyDown("Docker engine", _short(error)) from error
+
+    return wrapper
+
+
+class DockerRuntime:
+    """Containers, networks and images of binderq servers on one Docker engine."""
+
+    def __init__(self, *, instance: str, publish_ip: str = "127.0.0.1",
+                 docker_host: str = "", timeout: float = 30.0) -> None:
+        self.instance = instance
+        self.publish_ip = publish_ip
+        self._docker_host = docker_host
+        self._timeout = timeout
+        self._client: docker.DockerClient | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = _connect(self._docker_host, self._timeout)
+        return self._client
+
+    @_engine_errors_as_ours
+    def ping(self, timeout: float = 1.5) -> bool:
+        """Whether the engine answers, within timeout seconds (for health checks)."""
+        return bool(_connect(self._docker_host, timeout).ping())
+
+    @_engine_errors_as_ours
+    def image(self, reference: str) -> ImageInfo | None:
+        """The image on the engine, or None when the engine does not have it."""
+        try:
+            image = self.client.images.get(reference)
+        except docker.errors.ImageNotFound:
+            return None
+        return ImageInfo(id=image.id, labels=dict(image.labels or {}))
+
+    @_engine_errors_as_ours
+    def start_server(self, spec: ServerSpec) -> None:
+        """Create (or find) and start every container of a server on its own network.
+
+        Idempotent: a retried launch finds the network and containers it made before.
+        """
+        network = self._ensure_network(spec.network, spec.notebook.labels)
+        for container_spec in spec.containers:
+            container = self._find_or_create(container_spec, network.name)
+            if container.status != "running":
+                container.start()
+
+    @_engine_errors_as_ours
+    def published_address(self, container_name: str, port: int) -> tuple[str, int]:
+        """(host ip, host port) that the container's port is published on."""
+        container = self.client.containers.get(container_name)
+        bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []
+        if not bindings:
+            raise LaunchFailed(f"container {container_name} publishes no port {port}")
+        return bindings[0]["HostIp"], int(bindings[0]["HostPort"])
+
+    @_engine_errors_as_ours
+    def container_state(self, container_name: str) -> ContainerState | None:
+        try:
+            container = self.client.containers.get(container_name)
+        except docker.errors.NotFound:
+            return None
+        return _state(container)
+
+    @_engine_errors_as_ours
+    def logs_tail(self, container_name: str, lines: int = 20) -> str:
+        try:
+            container = self.client.containers.get(container_name)
+        except docker.errors.NotFound:
+            return ""
+        return container.logs(tail=lines).decode(errors="replace")
+
+    @_engine_errors_as_ours
+    def remove_server(self, server_id: str) -> None:
+        """Remove every container and the network of a server; gone already is fine."""
+        for container in self._server_containers(server_id):
+            _remove_container(container)
+        for network in self.client.networks.list(filters={"label": self._server_label(server_id)}):
+            _ignore_gone(network.remove)
+
+    @_engine_errors_as_ours
+    def server_containers(self) -> list[ContainerState]:
+        """Every notebook and service container of this binderq instance."""
+        containers = self.client.containers.list(
+            all=True, filters={"label": f"{LABEL_INSTANCE}={self.instance}"}
+        )
+        return [_state(container) for container in containers]
+
+    @_engine_errors_as_ours
+    def remove_instance(self) -> None:
+        """Remove every container and network of this instance (tests and `binderq down`)."""
+        label = f"{LABEL_INSTANCE}={self.instance}"
+        for container in self.client.containers.list(all=True, filters={"label": label}):
+            _remove_container(container)
+        for network in self.client.networks.list(filters={"label": label}):
+            _ignore_gone(network.remove)
+
+    def _server_label(self, server_id: str) -> list[str]:
+        return [f"{LABEL_INSTANCE}={self.instance}", f"{LABEL_SERVER}={server_id}"]
+
+    def _server_containers(self, server_id: str) -> list[Any]:
+        return self.client.containers.list(
+            all=True, filters={"label": self._server_label(server_id)}
+        )
+
+    def _ensure_network(self, name: str, labels: dict[str, str]) -> Any:
+        existing = self.client.networks.list(names=[name])
+        exact = [network for network in existing if network.name == name]
+        if exact:
+            return exact[0]
+        network_labels = {k: v for k, v in labels.items() if k != LABEL_ROLE}
+        try:
+            return self.client.networks.create(name, driver="bridge", labels=network_labels)
+        except docker.errors.APIError as error:
+            if error.status_code == 409:  # a concurrent retry made it first
+                return self.client.networks.get(name)
+            raise
+
+    def _find_or_create(self, spec: ContainerSpec, network: str) -> Any:
+        try:
+            return self.client.containers.get(spec.name)
+        except docker.errors.NotFound:
+            pass
+        try:
+            return self._create(spec, network)
+        except docker.errors.ImageNotFound as error:
+            raise LaunchFailed(f"image {spec.image!r} is not on the Docker engine") from error
+        except docker.errors.APIError as error:
+            if error.status_code == 409:  # a concurrent retry created it first
+                return self.client.containers.get(spec.name)
+            raise LaunchFailed(f"Docker refused container {spec.name}: {_short(error)}") from error
+
+    def _create(self, spec: ContainerSpec, network: str) -> Any:
+        ports = {f"{spec.port}/tcp": (self.publish_ip, None)} if spec.port else {}
+        endpoint = self.client.api.create_endpoint_config(aliases=list(spec.aliases) or None)
+        networking = self.client.api.create_networking_config({network: endpoint})
+        host_config = self.client.api.create_host_config(
+            mem_limit=spec.mem_limit,
+            memswap_limit=spec.mem_limit,
+            nano_cpus=spec.nano_cpus,
+            pids_limit=spec.pids_limit,
+            port_bindings=ports,
+            binds=spec.volumes or None,
+            network_mode=network,
+            cap_drop=_DROPPED_CAPABILITIES,
+            security_opt=["no-new-privileges"],
+            init=True,
+        )
+        created = self.client.api.create_container(
+            image=spec.image,
+            command=spec.command,
+            name=spec.name,
+            environment=spec.env,
+            labels=spec.labels,
+            ports=list(ports) or None,
+            host_config=host_config,
+            networking_config=networking,
+            detach=True,
+        )
+        return self.client.containers.get(created["Id"])
+
+
+def _connect(docker_host: str, timeout: float) -> docker.DockerClient:
+    if docker_host:
+        return docker.DockerClient(base_url=docker_host, timeout=timeout)
+    return docker.from_env(timeout=timeout)
+
+
+def _state(container: Any) -> ContainerState:
+    labels = dict(container.labels or {})
+    return ContainerState(
+        name=container.name,
+        server_id=labels.get(LABEL_SERVER, ""),
+        role=labels.get(LABEL_ROLE, ""),
+        status=container.status,
+        labels=labels,
+    )
+
+
+def _remove_container(container: Any) -> None:
+    _ignore_gone(lambda: container.remove(force=True, v=True))
+
+
+def _ignore_gone(action: Callable[[], Any]) -> None:
+    """Run a removal; 404 (gone) and 409 (removal already in progress) mean done."""
+    try:
+        action()
+    except docker.errors.APIError as error:
+        if error.status_code not in (404, 409):
+            raise
+
+
+def _short(error: Exception) -> str:
+    text = getattr(error, "explanation", None) or str(error)
+    return str(text).splitlines()[0][:300]

@@ -1,0 +1,248 @@
+"""Redis holds binderq's records: stagings, servers, issued tokens, task names.
+
+Each record is a hash whose fields are JSON-encoded values, so Lua scripts can compare and
+set single fields (status, version) atomically without decoding the rest.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import redis
+
+from binderq.domain.errors import CapacityExceeded, DependencyDown
+from binderq.domain.models import (
+    Server,
+    ServerStatus,
+    Staging,
+    server_from_dict,
+    staging_from_dict,
+    to_dict,
+)
+
+T = TypeVar("T")
+
+# Reserve a place for a new server: refuse past capacity, else write it and count it active.
+_RESERVE_SERVER = """
+local used = redis.call('SCARD', KEYS[2])
+if used >= tonumber(ARGV[1]) then return {0, used} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[2])
+return {1, used + 1}
+"""
+
+# Move a server between statuses only from an allowed one; a terminal status frees its place.
+_TRANSITION_SERVER = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {-1, ''} end
+local allowed = cjson.decode(ARGV[1])
+local ok = false
+for _, status in ipairs(allowed) do
+  if status == current then ok = true end
+end
+if not ok then return {0, current} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+if ARGV[2] == '1' then
+  redis.call('SREM', KEYS[2], ARGV[4])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+end
+return {1, current}
+"""
+
+# Write a staging only if no newer version of it has been written.
+_SAVE_STAGING = """
+local stored = redis.call('HGET', KEYS[1], 'version')
+if stored and tonumber(stored) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('SADD', KEYS[2], ARGV[2])
+return 1
+"""
+
+# Record the outcome of staging, unless a newer PUT has replaced that version meanwhile.
+_FINISH_STAGING = """
+if redis.call('HGET', KEYS[1], 'version') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
+
+def _redis_errors_as_ours(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            raise DependencyDown("Redis", str(error)) from error
+
+    return wrapper
+
+
+def _speaks_to_redis(cls: type[T]) -> type[T]:
+    """Turn every Redis connection error of the class's public methods into DependencyDown."""
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_"):
+            setattr(cls, name, _redis_errors_as_ours(member))
+    return cls
+
+
+def _encode(record: dict[str, Any]) -> list[str]:
+    flat: list[str] = []
+    for key, value in record.items():
+        flat += [key, json.dumps(value)]
+    return flat
+
+
+def _decode(raw: dict[bytes | str, bytes | str]) -> dict[str, Any]:
+    return {_text(key): json.loads(value) for key, value in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@_speaks_to_redis
+class RedisStore:
+    """Every read and write of binderq's state in Redis."""
+
+    STAGING = "binderq:staging:{name}"
+    STAGINGS = "binderq:stagings"
+    STAGING_VERSION = "binderq:staging-version:{name}"
+    SERVER = "binderq:server:{id}"
+    SERVERS = "binderq:servers"
+    ACTIVE_SERVERS = "binderq:servers:active"
+    TASK = "binderq:task:{id}"
+    USER_TOKEN = "binderq:user-token:{hash}"
+
+    TASK_TTL = 24 * 3600
+
+    def __init__(self, client: redis.Redis, *, record_ttl: int = 7 * 24 * 3600) -> None:
+        self.redis = client
+        self.record_ttl = record_ttl
+        self._reserve_server = client.register_script(_RESERVE_SERVER)
+        self._transition_server = client.register_script(_TRANSITION_SERVER)
+        self._save_staging = client.register_script(_SAVE_STAGING)
+        self._finish_staging = client.register_script(_FINISH_STAGING)
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    # -- stagings -------------------------------------------------------------------------
+
+    def next_staging_version(self, name: str) -> int:
+        """A version no earlier PUT of this name had, even across delete and re-create."""
+        return int(self.redis.incr(self.STAGING_VERSION.format(name=name)))
+
+    def save_staging(self, staging: Staging) -> bool:
+        """Write staging unless a newer version is stored; True when written."""
+        keys = [self.STAGING.format(name=staging.name), self.STAGINGS]
+        args = [staging.version, staging.name, *_encode(to_dict(staging))]
+        return bool(self._save_staging(keys=keys, args=args))
+
+    def finish_staging(self, name: str, version: int, **changes: Any) -> bool:
+        """Set status fields of one version of a staging; False if it was replaced."""
+        args = [json.dumps(version), *_encode(changes)]
+        return bool(self._finish_staging(keys=[self.STAGING.format(name=name)], args=args))
+
+    def get_staging(self, name: str) -> Staging | None:
+        raw = self.redis.hgetall(self.STAGING.format(name=name))
+        return staging_from_dict(_decode(raw)) if raw else None
+
+    def list_stagings(self) -> list[Staging]:
+        names = sorted(_text(name) for name in self.redis.smembers(self.STAGINGS))
+        stagings = (self.get_staging(name) for name in names)
+        return [staging for staging in stagings if staging is not None]
+
+    def delete_staging(self, name: str) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self.STAGING.format(name=name))
+            pipe.srem(self.STAGINGS, name)
+            pipe.execute()
+
+    # -- servers --------------------------------------------------------------------------
+
+    def reserve_server(self, server: Server, max_servers: int) -> None:
+        """Write a new server if fewer than max_servers are active; else CapacityExceeded."""
+        keys = [self.SERVER.format(id=server.id), self.ACTIVE_SERVERS, self.SERVERS]
+        args = [max_servers, server.id, *_encode(to_dict(server))]
+        written, used = self._reserve_server(keys=keys, args=args)
+        if not written:
+            raise CapacityExceeded(limit=max_servers, used=int(used))
+
+    def get_server(self, server_id: str) -> Server | None:
+        raw = self.redis.hgetall(self.SERVER.format(id=server_id))
+        return server_from_dict(_decode(raw)) if raw else None
+
+    def transition_server(
+        self, server_id: str, allowed: Iterable[ServerStatus], **changes: Any
+    ) -> Server | None:
+        """Apply changes if the server's status is one of allowed; None if it is not.
+
+        A change to a terminal status frees the server's place and lets the record expire.
+        Returns None as well when the server is unknown.
+        """
+        status = changes.get("status")
+        terminal = status is not None and ServerStatus(status).is_terminal
+        encoded = _encode({k: _jsonable(v) for k, v in changes.items()})
+        args = [
+            json.dumps([json.dumps(str(s)) for s in allowed]),
+            "1" if terminal else "0",
+            self.record_ttl,
+            server_id,
+            *encoded,
+        ]
+        keys = [self.SERVER.format(id=server_id), self.ACTIVE_SERVERS]
+        applied, _ = self._transition_server(keys=keys, args=args)
+        return self.get_server(server_id) if applied == 1 else None
+
+    def list_servers(self) -> list[Server]:
+        """Every server Redis still remembers, newest first; forgets ids whose record expired."""
+        ids = [_text(server_id) for server_id in self.redis.smembers(self.SERVERS)]
+        servers, expired = [], []
+        for server_id in ids:
+            server = self.get_server(server_id)
+            (servers.append(server) if server else expired.append(server_id))
+        if expired:
+            self.redis.srem(self.SERVERS, *expired)
+        return sorted(servers, key=lambda server: server.created_at, reverse=True)
+
+    def active_server_count(self) -> int:
+        return int(self.redis.scard(self.ACTIVE_SERVERS))
+
+    def active_servers(self) -> list[Server]:
+        ids = [_text(server_id) for server_id in self.redis.smembers(self.ACTIVE_SERVERS)]
+        servers = (self.get_server(server_id) for server_id in ids)
+        return [server for server in servers if server is not None]
+
+    # -- tasks and tokens -----------------------------------------------------------------
+
+    def record_task(self, task_id: str, name: str) -> None:
+        self.redis.set(self.TASK.format(id=task_id), name, ex=self.TASK_TTL)
+
+    def task_name(self, task_id: str) -> str | None:
+        name = self.redis.get(self.TASK.format(id=task_id))
+        return _text(name) if name is not None else None
+
+    def save_user_token(self, token_hash: str, record: dict[str, Any]) -> None:
+        self.redis.hset(self.USER_TOKEN.format(hash=token_hash), mapping=_pairs(record))
+
+    def get_user_token(self, token_hash: str) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(self.USER_TOKEN.format(hash=token_hash))
+        return _decode(raw) if raw else None
+
+
+def _pairs(record: dict[str, Any]) -> dict[str, str]:
+    flat = _encode(record)
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, ServerStatus):
+        return str(value)
+    return value

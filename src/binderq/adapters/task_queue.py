@@ -1,0 +1,63 @@
+"""Enqueue work for the workers: the API's only way to ask for Docker or proxy work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kombu.exceptions
+import redis
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
+
+from binderq.adapters.redis_store import RedisStore
+from binderq.domain.errors import DependencyDown
+from binderq.domain.tokens import new_task_id
+
+
+class CeleryTaskQueue:
+    """Send tasks by name (the API never imports task code) and read their states."""
+
+    def __init__(self, celery: Celery, store: RedisStore) -> None:
+        self.celery = celery
+        self.store = store
+
+    def enqueue(self, name: str, *args: Any, task_id: str | None = None) -> str:
+        """Queue task name with args; returns its id. DependencyDown if Redis is down."""
+        task_id = task_id or new_task_id()
+        self.store.record_task(task_id, name)
+        try:
+            self.celery.send_task(name, args=list(args), task_id=task_id)
+        except (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError) as error:
+            raise DependencyDown("Redis", f"could not queue {name}: {error}") from error
+        return task_id
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        """{id, name, state, result, error} of a task binderq queued, or None."""
+        name = self.store.task_name(task_id)
+        if name is None:
+            return None
+        result = self.celery.AsyncResult(task_id)
+        state = result.state
+        failed = state in ("FAILURE", "REVOKED")
+        return {
+            "id": task_id,
+            "name": name,
+            "state": state,
+            "result": None if failed else _jsonable(result.result),
+            "error": repr(result.result) if failed else None,
+        }
+
+    def ping_worker(self, queue: str, timeout: float) -> dict[str, Any]:
+        """Run the canary task on queue and return what the worker saw; raises on no answer."""
+        result = self.celery.send_task("binderq.health.ping", queue=queue, expires=timeout * 4)
+        try:
+            return result.get(timeout=timeout, disable_sync_subtasks=False)
+        except CeleryTimeout as error:
+            raise DependencyDown("workers", f"no worker on {queue!r} answered") from error
+        finally:
+            result.forget()
+
+
+def _jsonable(value: Any) -> Any:
+    plain = (dict, list, str, int, float, bool, type(None))
+    return value if isinstance(value, plain) else str(value)

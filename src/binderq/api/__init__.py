@@ -1,0 +1,48 @@
+"""The HTTP API: create_app(settings) wires the views to the adapters it is given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask_smorest import Api
+
+from binderq.api import health, servers, stagings, tasks
+from binderq.api.context import EXTENSION, ApiContext
+from binderq.api.errors import register_error_handlers
+from binderq.settings import Settings
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class BinderqApi(Api):
+    """flask-smorest's Api, with binderq's error format instead of its own."""
+
+    def _register_error_handlers(self) -> None:
+        register_error_handlers(self._app)
+
+
+def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any) -> Flask:
+    """The Flask app; adapters are passed in so that tests can use fakes."""
+    app = Flask("binderq")
+    app.config.update(
+        API_TITLE="binderq",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions[EXTENSION] = ApiContext(settings=settings, store=store, queue=queue,
+                                           proxy=proxy)
+    api = BinderqApi(app, spec_kwargs={"components": {"securitySchemes": {
+        "token": {"type": "apiKey", "in": "header", "name": "Authorization",
+                  "description": "`token <TOKEN>` or `Bearer <TOKEN>`"}}},
+        "security": [{"token": []}]})
+    for module in (stagings, servers, tasks, health):
+        api.register_blueprint(module.blp)
+    app.url_map.strict_slashes = False
+    return app

@@ -1,0 +1,192 @@
+"""/api/stagings: named templates to deploy (image, command, port, limits, services...)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+from binderq.api.auth import require_operator
+from binderq.api.context import context
+from binderq.domain.errors import FieldError, InvalidInput
+from binderq.domain.models import to_dict
+from binderq.domain.spec import memory_bytes
+from binderq.services import servers, stagings
+
+blp = Blueprint("stagings", __name__, url_prefix="/api/stagings",
+                description="Stage: named templates that servers are deployed from.")
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
+MIN_MEMORY = 16 * 1024**2
+MAX_MEMORY = 64 * 1024**3
+
+
+
+def image_field(**kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.Regexp(
+        IMAGE, error="not an image reference such as binderq/notebook:bookworm"), **kwargs)
+
+
+def env_field() -> fields.Dict:
+    return fields.Dict(keys=fields.String(validate=validate.Regexp(ENV_NAME)),
+                       values=fields.String(validate=validate.Length(max=8192)),
+                       validate=validate.Length(max=100), load_default=dict)
+
+
+def command_field(**kwargs: Any) -> fields.List:
+    return fields.List(fields.String(validate=validate.Length(min=1, max=4096)),
+                       validate=validate.Length(min=1, max=64), **kwargs)
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ResourcesSchema(StrictSchema):
+    memory = fields.String(load_default="512m")
+    cpus = fields.Float(load_default=1.0, validate=validate.Range(min=0.01, max=64))
+    pids = fields.Integer(load_default=256, validate=validate.Range(min=8, max=65536))
+
+    @validates("memory")
+    def validate_memory(self, value: str, **_: Any) -> None:
+        try:
+            size = memory_bytes(value)
+        except ValueError as error:
+            raise ValidationError(str(error)) from error
+        if not MIN_MEMORY <= size <= MAX_MEMORY:
+            raise ValidationError("memory must be between 16m and 64g")
+
+
+class ServiceSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Regexp(
+        SERVICE_NAME, error="a lower-case DNS label such as postgres"))
+    image = image_field(required=True)
+    env = env_field()
+    command = command_field(allow_none=True)
+
+
+class DataSchema(StrictSchema):
+    volume = fields.String(required=True, validate=validate.Regexp(
+        VOLUME_NAME, error="a Docker volume name (host paths are not allowed)"))
+    target = fields.String(required=True, validate=[
+        validate.Regexp(r"^/[^\0]*$", error="an absolute path in the container"),
+        validate.NoneOf(["/"], error="cannot mount over /"),
+        validate.Length(max=1024)])
+    read_only = fields.Boolean(load_default=True)
+
+
+class SourceSchema(StrictSchema):
+    repo = fields.String(validate=validate.Length(max=2048), allow_none=True)
+    commit = fields.String(validate=validate.Length(max=128), allow_none=True)
+
+
+class StagingInSchema(StrictSchema):
+    """The fields of a staging that a PUT sets; everything but `image` has a default."""
+
+    image = image_field(required=True)
+    command = command_field(allow_none=True)
+    port = fields.Integer(load_default=8888, validate=validate.Range(min=1, max=65535))
+    env = env_field()
+    resources = fields.Nested(ResourcesSchema, load_default=lambda: ResourcesSchema().load({}))
+    services = fields.List(fields.Nested(ServiceSchema), load_default=list,
+                           validate=validate.Length(max=5))
+    data = fields.List(fields.Nested(DataSchema), load_default=list,
+                       validate=validate.Length(max=10))
+    cull_timeout = fields.Integer(load_default=600, validate=validate.Range(min=1, max=7 * 86400))
+    max_age = fields.Integer(load_default=21600, validate=validate.Range(min=1, max=30 * 86400))
+    public = fields.Boolean(load_default=False)
+    description = fields.String(load_default="", validate=validate.Length(max=2000))
+    source = fields.Nested(SourceSchema, load_default=dict)
+
+    @validates("services")
+    def validate_unique_services(self, value: list[dict[str, Any]], **_: Any) -> None:
+        names = [service["name"] for service in value]
+        if len(names) != len(set(names)):
+            raise ValidationError("service names must be unique")
+
+
+class StagingSchema(Schema):
+    name = fields.String()
+    image = fields.String()
+    command = fields.List(fields.String(), allow_none=True)
+    port = fields.Integer()
+    env = fields.Dict(keys=fields.String(), values=fields.String())
+    resources = fields.Nested(ResourcesSchema)
+    services = fields.List(fields.Nested(ServiceSchema))
+    data = fields.List(fields.Nested(DataSchema))
+    cull_timeout = fields.Integer()
+    max_age = fields.Integer()
+    public = fields.Boolean()
+    description = fields.String()
+    source = fields.Nested(SourceSchema)
+    status = fields.String(metadata={"enum": ["staging", "ready", "failed"]})
+    error = fields.String(allow_none=True)
+    version = fields.Integer()
+    created_at = fields.String()
+    updated_at = fields.String()
+    task_id = fields.String(allow_none=True)
+
+
+class DeleteArgs(StrictSchema):
+    force = fields.Boolean(load_default=False)
+
+
+def checked_name(name: str) -> str:
+    if not NAME.match(name):
+        raise InvalidInput("Staging", errors=[FieldError(
+            "name", "invalid", "1-63 letters, digits, '.', '_' or '-', starting with a "
+                               "letter or digit")])
+    return name
+
+
+@blp.route("")
+class Stagings(MethodView):
+    @blp.response(200, StagingSchema(many=True))
+    def get(self):
+        """Every staging (operator)."""
+        ctx = context()
+        require_operator(ctx.caller())
+        return [to_dict(staging) for staging in ctx.store.list_stagings()]
+
+
+@blp.route("/<path:name>")
+class StagingByName(MethodView):
+    @blp.arguments(StagingInSchema)
+    @blp.response(200, StagingSchema)
+    @blp.alt_response(202, schema=StagingSchema, description="Accepted: the image is being "
+                      "checked on the Docker engine (status `staging`)")
+    def put(self, fields: dict[str, Any], name: str):
+        """Create or replace a staging (operator). 202 while it is staged; 200 if unchanged."""
+        ctx = context()
+        require_operator(ctx.caller())
+        change = stagings.put_staging(checked_name(name), fields, store=ctx.store,
+                                      queue=ctx.queue)
+        body = {**to_dict(change.staging), "task_id": change.task_id}
+        if change.outcome == "unchanged":
+            return body, 200
+        return body, 202, {"Location": url_for("stagings.StagingByName", name=name)}
+
+    @blp.response(200, StagingSchema)
+    def get(self, name: str):
+        """One staging (operator)."""
+        ctx = context()
+        require_operator(ctx.caller())
+        return to_dict(stagings.get_staging(checked_name(name), store=ctx.store))
+
+    @blp.arguments(DeleteArgs, location="query")
+    @blp.response(204)
+    def delete(self, args: dict[str, Any], name: str):
+        """Delete a staging (operator); 409 while servers run, unless ?force=true."""
+        ctx = context()
+        require_operator(ctx.caller())
+        servers.delete_staging(checked_name(name), force=args["force"], store=ctx.store,
+                               queue=ctx.queue)

@@ -1,0 +1,44 @@
+"""Wiring: build each adapter, the Flask app and the Celery app from one Settings."""
+
+from __future__ import annotations
+
+import redis
+from celery import Celery
+from flask import Flask
+
+from binderq.adapters.chp_proxy import ChpProxy
+from binderq.adapters.docker_runtime import DockerRuntime
+from binderq.adapters.redis_store import RedisStore
+from binderq.settings import Settings
+
+
+def build_store(settings: Settings) -> RedisStore:
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
+                                  socket_connect_timeout=1, health_check_interval=30)
+    return RedisStore(client, record_ttl=settings.record_ttl)
+
+
+def build_runtime(settings: Settings) -> DockerRuntime:
+    return DockerRuntime(instance=settings.instance, publish_ip=settings.publish_ip,
+                         docker_host=settings.docker_host)
+
+
+def build_proxy(settings: Settings) -> ChpProxy:
+    return ChpProxy(settings.proxy_api_url, settings.proxy_api_token)
+
+
+def build_celery(settings: Settings | None = None) -> Celery:
+    from binderq.workers.app import make_celery
+
+    return make_celery(settings or Settings.from_env())
+
+
+def create_wsgi_app(settings: Settings | None = None) -> Flask:
+    """The API, wired to real Redis, Celery and the proxy (gunicorn's entry point)."""
+    from binderq.adapters.task_queue import CeleryTaskQueue
+    from binderq.api import create_app
+
+    settings = settings or Settings.from_env()
+    store = build_store(settings)
+    queue = CeleryTaskQueue(build_celery(settings), store)
+    return create_app(settings, store=store, queue=queue, proxy=build_proxy(settings))

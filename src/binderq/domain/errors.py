@@ -1,0 +1,92 @@
+"""binderq's errors. Each carries structured fields; api/errors.py maps them to HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class BinderqError(Exception):
+    """Base of every error binderq raises on purpose."""
+
+    message = "binderq error"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class FieldError:
+    field: str
+    code: str  # missing, missing_field, invalid, already_exists, unprocessable
+    message: str = ""
+
+
+@dataclass
+class InvalidInput(BinderqError):
+    """The request is well-formed JSON but its content cannot be accepted (422)."""
+
+    resource: str
+    message: str = "Validation Failed"
+    errors: list[FieldError] = field(default_factory=list)
+
+
+@dataclass
+class NotFound(BinderqError):
+    resource: str
+    key: str
+
+    @property
+    def message(self) -> str:  # type: ignore[override]
+        return f"{self.resource} {self.key!r} not found"
+
+
+@dataclass
+class Conflict(BinderqError):
+    """The request is valid but the resource's current state forbids it (409)."""
+
+    resource: str
+    message: str
+    code: str = "unprocessable"
+
+
+@dataclass
+class CapacityExceeded(BinderqError):
+    """The service runs as many servers as it may; try again later (429)."""
+
+    limit: int
+    used: int
+    retry_after: int = 10
+
+    @property
+    def message(self) -> str:  # type: ignore[override]
+        return f"binderq is at capacity ({self.used} of {self.limit} servers); try again later"
+
+
+@dataclass
+class DependencyDown(BinderqError):
+    """Redis, the Docker engine or the proxy cannot be reached (503)."""
+
+    dependency: str
+    detail: str = ""
+
+    @property
+    def message(self) -> str:  # type: ignore[override]
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.dependency} is unreachable{detail}"
+
+
+@dataclass
+class Unauthorized(BinderqError):
+    message: str = "Requires authentication"
+
+
+@dataclass
+class Forbidden(BinderqError):
+    message: str = "Not allowed"
+
+
+@dataclass
+class LaunchFailed(BinderqError):
+    """A server could not be started; the message is for the person who asked."""
+
+    message: str

@@ -1,0 +1,169 @@
+"""What a server's containers look like, decided from its staging. Pure: no Docker here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from binderq.domain.models import Staging
+
+LABEL_SERVER = "binderq.server"
+LABEL_STAGING = "binderq.staging"
+LABEL_STAGING_VERSION = "binderq.staging_version"
+LABEL_ROLE = "binderq.role"
+LABEL_POOLED = "binderq.pooled"
+LABEL_INSTANCE = "binderq.instance"
+
+ROLE_NOTEBOOK = "notebook"
+ROLE_SERVICE = "service"
+
+# The notebook command used when a staging names none (Notebook 6 and Jupyter Server alike
+# accept these NotebookApp options).
+DEFAULT_COMMAND = (
+    "python3", "-m", "notebook", "--ip=0.0.0.0", "--port={port}", "--no-browser",
+    "--NotebookApp.base_url={base_url}", "--NotebookApp.token={token}",
+)
+
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def memory_bytes(memory: str) -> int:
+    """Bytes in a Docker-style memory size ("512m", "1.5g"); ValueError if it is not one."""
+    match = _MEMORY.match(memory.strip())
+    if not match:
+        raise ValueError(f"{memory!r} is not a memory size like 512m or 2g")
+    number, unit = match.groups()
+    return int(float(number) * _MEMORY_UNITS[unit.lower()])
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    command: list[str] | None
+    env: dict[str, str]
+    labels: dict[str, str]
+    mem_limit: int
+    nano_cpus: int
+    pids_limit: int
+    # Extra names other containers on the server's network know it by.
+    aliases: tuple[str, ...] = ()
+    # Container port published on the host, or None for sidecars.
+    port: int | None = None
+    volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """All containers of one server, and the network they share."""
+
+    server_id: str
+    network: str
+    notebook: ContainerSpec
+    services: tuple[ContainerSpec, ...]
+    base_url: str
+
+    @property
+    def containers(self) -> tuple[ContainerSpec, ...]:
+        return (*self.services, self.notebook)
+
+
+def server_base_url(server_id: str) -> str:
+    return f"/user/{server_id}/"
+
+
+def container_name(instance: str, server_id: str, service: str | None = None) -> str:
+    """Derived from the server id, so a retried launch finds what it made before."""
+    base = f"{instance}-{server_id}"
+    return f"{base}-{service}" if service else base
+
+
+def render_command(
+    command: list[str] | tuple[str, ...], *, base_url: str, port: int, token: str
+) -> list[str]:
+    """Fill {base_url}, {port} and {token}; leave every other brace alone."""
+    values = {"{base_url}": base_url, "{port}": str(port), "{token}": token}
+    rendered = []
+    for arg in command:
+        for placeholder, value in values.items():
+            arg = arg.replace(placeholder, value)
+        rendered.append(arg)
+    return rendered
+
+
+def server_spec(
+    staging: Staging,
+    server_id: str,
+    token: str,
+    *,
+    instance: str,
+    pooled: bool = False,
+    allow_origin: str = "",
+) -> ServerSpec:
+    """The containers and network that make one server of staging."""
+    base_url = server_base_url(server_id)
+    labels = {
+        LABEL_INSTANCE: instance,
+        LABEL_SERVER: server_id,
+        LABEL_STAGING: staging.name,
+        LABEL_STAGING_VERSION: str(staging.version),
+        LABEL_POOLED: "true" if pooled else "false",
+    }
+    limits = _limits(staging)
+    return ServerSpec(
+        server_id=server_id,
+        network=container_name(instance, server_id),
+        notebook=_notebook_spec(staging, server_id, token, base_url, instance, labels, limits,
+                                allow_origin),
+        services=tuple(_service_spec(svc, server_id, instance, labels, limits)
+                       for svc in staging.services),
+        base_url=base_url,
+    )
+
+
+def _limits(staging: Staging) -> dict[str, int]:
+    return {
+        "mem_limit": memory_bytes(staging.resources.memory),
+        "nano_cpus": int(staging.resources.cpus * 1e9),
+        "pids_limit": staging.resources.pids,
+    }
+
+
+def _notebook_spec(staging, server_id, token, base_url, instance, labels, limits, allow_origin):
+    command = list(staging.command) if staging.command else list(DEFAULT_COMMAND)
+    if allow_origin and not staging.command:
+        command.append(f"--NotebookApp.allow_origin={allow_origin}")
+    env = {
+        **staging.env,
+        # Read by Jupyter Server and by many start scripts; the token never reaches Redis.
+        "JUPYTER_TOKEN": token,
+        "JUPYTERHUB_SERVICE_PREFIX": base_url,
+        "BINDERQ_SERVER_ID": server_id,
+    }
+    volumes = {
+        volume.volume: {"bind": volume.target, "mode": "ro" if volume.read_only else "rw"}
+        for volume in staging.data
+    }
+    return ContainerSpec(
+        name=container_name(instance, server_id),
+        image=staging.image or "",
+        command=render_command(command, base_url=base_url, port=staging.port, token=token),
+        env=env,
+        labels={**labels, LABEL_ROLE: ROLE_NOTEBOOK},
+        port=staging.port,
+        volumes=volumes,
+        **limits,
+    )
+
+
+def _service_spec(service, server_id, instance, labels, limits) -> ContainerSpec:
+    return ContainerSpec(
+        name=container_name(instance, server_id, service.name),
+        image=service.image,
+        command=list(service.command) if service.command else None,
+        env=dict(service.env),
+        labels={**labels, LABEL_ROLE: ROLE_SERVICE},
+        aliases=(service.name,),
+        **limits,
+    )

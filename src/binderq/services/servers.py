@@ -1,0 +1,206 @@
+"""Deploy: launch a staging as a server behind the proxy, and stop it again."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from binderq.adapters.docker_runtime import DockerRuntime
+from binderq.adapters.redis_store import RedisStore
+from binderq.domain.errors import BinderqError, Conflict, LaunchFailed, NotFound
+from binderq.domain.models import (
+    ACTIVE_SERVER_STATUSES,
+    Server,
+    ServerStatus,
+    StagingStatus,
+    utcnow,
+)
+from binderq.domain.spec import ServerSpec, server_base_url, server_spec
+from binderq.domain.tokens import new_server_id, new_task_id, server_token
+from binderq.services.ports import LAUNCH_TASK, STOP_TASK, Proxy, ReadinessProbe, TaskQueue
+from binderq.services.stagings import get_staging
+from binderq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a launch answers: the server, its token (shown once) and whether it was pooled."""
+
+    server: Server
+    token: str
+
+
+def server_url(settings: Settings, server_id: str) -> str:
+    return f"{settings.public_url_base}{server_base_url(server_id)}"
+
+
+# -- API side: validate, write, enqueue ---------------------------------------------------
+
+
+def request_launch(staging_name: str, *, store: RedisStore, queue: TaskQueue,
+                   settings: Settings) -> Launch:
+    """Reserve a place for a new server of a ready staging and queue its launch."""
+    staging = get_staging(staging_name, store=store)
+    if staging.status == StagingStatus.STAGING:
+        raise Conflict("Staging", f"staging {staging_name!r} is not ready yet (status: staging);"
+                                  f" poll GET /api/stagings/{staging_name} until it is ready")
+    if staging.status == StagingStatus.FAILED:
+        raise Conflict("Staging", f"staging {staging_name!r} failed: {staging.error}; "
+                                  "fix it and PUT it again")
+    server = Server(id=new_server_id(), staging=staging.name, staging_version=staging.version,
+                    task_id=new_task_id())
+    store.reserve_server(server, settings.max_servers)
+    try:
+        queue.enqueue(LAUNCH_TASK, server.id, task_id=server.task_id)
+    except BinderqError as error:
+        store.transition_server(server.id, [ServerStatus.PENDING], status=ServerStatus.FAILED,
+                                error=f"could not queue the launch: {error}")
+        raise
+    return Launch(server, server_token(settings.secret_key, server.id))
+
+
+def get_server(server_id: str, *, store: RedisStore) -> Server:
+    server = store.get_server(server_id)
+    if server is None:
+        raise NotFound("Server", server_id)
+    return server
+
+
+def request_stop(server_id: str, *, store: RedisStore, queue: TaskQueue) -> Server:
+    """Mark a server stopping and queue the removal of its containers and route."""
+    server = get_server(server_id, store=store)
+    if server.status == ServerStatus.STOPPED:
+        return server
+    stoppable = [*ACTIVE_SERVER_STATUSES, ServerStatus.FAILED]
+    stopping = store.transition_server(server_id, stoppable, status=ServerStatus.STOPPING)
+    queue.enqueue(STOP_TASK, server_id)
+    return stopping or get_server(server_id, store=store)
+
+
+def delete_staging(name: str, *, force: bool, store: RedisStore, queue: TaskQueue) -> None:
+    """Remove a staging; with running servers only when forced, and then they are stopped."""
+    get_staging(name, store=store)
+    running = [server for server in store.active_servers() if server.staging == name]
+    if running and not force:
+        raise Conflict("Staging", f"staging {name!r} has {len(running)} running server(s); "
+                                  "stop them first or delete with ?force=true")
+    for server in running:
+        request_stop(server.id, store=store, queue=queue)
+    store.delete_staging(name)
+
+
+# -- worker side: containers, readiness, route --------------------------------------------
+
+
+def launch_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime, proxy: Proxy,
+                  probe: ReadinessProbe, settings: Settings) -> Server | None:
+    """Start a pending server's containers, wait until its notebook answers, route it.
+
+    Safe to run twice (redelivery): the containers are found by name, and a server that
+    another run already finished, or that was stopped meanwhile, is left as it is.
+    """
+    server = store.transition_server(
+        server_id, [ServerStatus.PENDING, ServerStatus.STARTING], status=ServerStatus.STARTING
+    )
+    if server is None:
+        return store.get_server(server_id)  # finished, stopping or gone: nothing to do
+    try:
+        spec, target = _start_containers(server, store=store, runtime=runtime, probe=probe,
+                                         settings=settings)
+        proxy.add_route(spec.base_url, target, server=server_id)
+    except Exception as error:  # every failure ends the same way: clean up, say why
+        return _fail_launch(server_id, error, store=store, runtime=runtime, proxy=proxy)
+    return _mark_ready(server_id, target, store=store, runtime=runtime, proxy=proxy,
+                       settings=settings)
+
+
+def _start_containers(server: Server, *, store: RedisStore, runtime: DockerRuntime,
+                      probe: ReadinessProbe, settings: Settings) -> tuple[ServerSpec, str]:
+    staging = store.get_staging(server.staging)
+    if staging is None:
+        raise LaunchFailed(f"staging {server.staging!r} was deleted")
+    if staging.status != StagingStatus.READY:
+        raise LaunchFailed(f"staging {server.staging!r} is {staging.status}")
+    token = server_token(settings.secret_key, server.id)
+    spec = server_spec(staging, server.id, token, instance=settings.instance,
+                       pooled=server.pooled, allow_origin=settings.cors_allow_origin)
+    runtime.start_server(spec)
+    host, port = runtime.published_address(spec.notebook.name, staging.port)
+    target = f"http://{host}:{port}"
+
+    def still_running() -> bool:
+        state = runtime.container_state(spec.notebook.name)
+        return bool(state and state.running)
+
+    try:
+        probe(f"{target}{spec.base_url}", token, timeout=settings.launch_timeout,
+              still_running=still_running)
+    except BinderqError as error:
+        logs = runtime.logs_tail(spec.notebook.name).strip()
+        tail = f"; its last log lines:\n{logs}" if logs else ""
+        raise LaunchFailed(f"{error}{tail}") from error
+    return spec, target
+
+
+def _mark_ready(server_id: str, target: str, *, store: RedisStore, runtime: DockerRuntime,
+                proxy: Proxy, settings: Settings) -> Server | None:
+    now = utcnow()
+    ready = store.transition_server(
+        server_id, [ServerStatus.STARTING], status=ServerStatus.READY,
+        url=server_url(settings, server_id), target=target, ready_at=now, last_activity=now,
+    )
+    if ready is not None:
+        return ready
+    current = store.get_server(server_id)
+    if current is None or current.status != ServerStatus.READY:
+        # Stopped while starting: what this run made must not outlive the server.
+        _remove_everything(server_id, runtime=runtime, proxy=proxy)
+    return current
+
+
+def _fail_launch(server_id: str, error: Exception, *, store: RedisStore,
+                 runtime: DockerRuntime, proxy: Proxy) -> Server | None:
+    reason = str(error) if isinstance(error, BinderqError) else f"unexpected error: {error!r}"
+    log.warning("launch of server %s failed: %s", server_id, reason)
+    try:
+        _remove_everything(server_id, runtime=runtime, proxy=proxy)
+    except Exception as cleanup_error:  # reconcile removes what is left
+        log.warning("cleanup after failed launch of %s failed: %s", server_id, cleanup_error)
+    store.transition_server(server_id, [ServerStatus.STARTING], status=ServerStatus.FAILED,
+                            error=reason, stopped_at=utcnow())
+    return store.get_server(server_id)
+
+
+def stop_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime,
+                proxy: Proxy) -> Server | None:
+    """Worker side: remove the route, the containers and the network, then mark stopped.
+
+    Raises DependencyDown if Docker or the proxy is unreachable, so the task is retried;
+    the server stays `stopping` until it succeeds.
+    """
+    server = store.get_server(server_id)
+    if server is None or server.status == ServerStatus.STOPPED:
+        return server
+    if server.status != ServerStatus.STOPPING:
+        server = store.transition_server(server_id, [*ACTIVE_SERVER_STATUSES,
+                                                     ServerStatus.FAILED],
+                                         status=ServerStatus.STOPPING) or server
+    _remove_everything(server_id, runtime=runtime, proxy=proxy)
+    stopped = store.transition_server(server_id, [ServerStatus.STOPPING],
+                                      status=ServerStatus.STOPPED, stopped_at=utcnow())
+    return stopped or store.get_server(server_id)
+
+
+def _remove_everything(server_id: str, *, runtime: DockerRuntime, proxy: Proxy) -> None:
+    """Remove the route and the containers; try both, then raise the first failure."""
+    failures = []
+    for remove in (lambda: proxy.remove_route(server_base_url(server_id)),
+                   lambda: runtime.remove_server(server_id)):
+        try:
+            remove()
+        except BinderqError as error:
+            failures.append(error)
+    if failures:
+        raise failures[0]

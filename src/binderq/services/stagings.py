@@ -1,0 +1,99 @@
+"""Stage: make a named template ready to deploy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from binderq.adapters.docker_runtime import DockerRuntime
+from binderq.adapters.redis_store import RedisStore
+from binderq.domain.errors import DependencyDown, NotFound
+from binderq.domain.models import (
+    DataVolume,
+    ExtraService,
+    Resources,
+    Source,
+    Staging,
+    StagingStatus,
+    utcnow,
+)
+from binderq.services.ports import STAGE_TASK, TaskQueue
+
+
+@dataclass(frozen=True)
+class StagingChange:
+    staging: Staging
+    # "created", "replaced" or "unchanged"
+    outcome: str
+    task_id: str | None = None
+
+
+def staging_from_fields(name: str, fields: dict[str, Any]) -> Staging:
+    """A Staging from validated API fields (nested dicts become their dataclasses)."""
+    values = dict(fields)
+    if "resources" in values:
+        values["resources"] = Resources(**values["resources"])
+    if "source" in values:
+        values["source"] = Source(**values["source"])
+    values["services"] = [ExtraService(**svc) for svc in values.get("services", [])]
+    values["data"] = [DataVolume(**volume) for volume in values.get("data", [])]
+    return Staging(name=name, **values)
+
+
+def put_staging(name: str, fields: dict[str, Any], *, store: RedisStore,
+                queue: TaskQueue) -> StagingChange:
+    """Create or replace a staging; a worker then checks its image on the engine.
+
+    A PUT that changes nothing answers the stored staging and stages nothing again.
+    """
+    wanted = staging_from_fields(name, fields)
+    existing = store.get_staging(name)
+    if existing and existing.template() == wanted.template() \
+            and existing.status != StagingStatus.FAILED:
+        return StagingChange(existing, "unchanged")
+    wanted.version = store.next_staging_version(name)
+    wanted.status = StagingStatus.STAGING
+    if existing:
+        wanted.created_at = existing.created_at
+    store.save_staging(wanted)
+    task_id = queue.enqueue(STAGE_TASK, name, wanted.version)
+    return StagingChange(wanted, "replaced" if existing else "created", task_id)
+
+
+def get_staging(name: str, *, store: RedisStore) -> Staging:
+    staging = store.get_staging(name)
+    if staging is None:
+        raise NotFound("Staging", name)
+    return staging
+
+
+def stage(name: str, version: int, *, store: RedisStore, runtime: DockerRuntime) -> Staging | None:
+    """Worker side: check that the staging's images are on the engine, then mark it."""
+    staging = store.get_staging(name)
+    if staging is None or staging.version != version:
+        return None  # deleted or replaced since; the newer PUT has its own task
+    try:
+        missing = _missing_images(staging, runtime)
+    except DependencyDown as error:
+        store.finish_staging(name, version, status=str(StagingStatus.FAILED), error=str(error),
+                             updated_at=_now())
+        raise
+    if missing:
+        error = (f"image {missing[0]!r} is not on the Docker engine; build it or load it "
+                 "(docker build / docker load) and PUT the staging again")
+        store.finish_staging(name, version, status=str(StagingStatus.FAILED), error=error,
+                             updated_at=_now())
+    else:
+        image = runtime.image(staging.image or "")
+        store.finish_staging(name, version, status=str(StagingStatus.READY), error=None,
+                             image_id=image.id if image else None, updated_at=_now())
+    return store.get_staging(name)
+
+
+def _missing_images(staging: Staging, runtime: DockerRuntime) -> list[str]:
+    images = [staging.image or "", *(svc.image for svc in staging.services)]
+    return [image for image in images if runtime.image(image) is None]
+
+
+def _now() -> str:
+    return utcnow().isoformat().replace("+00:00", "Z")

@@ -1,0 +1,100 @@
+"""One frozen Settings object, read from ``BINDERQ_*`` environment variables.
+
+Every setting is documented in the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+LAUNCH_AUTH_MODES = ("open", "token")
+ORPHAN_POLICIES = ("remove", "adopt")
+
+
+class SettingsError(ValueError):
+    """A setting has a value binderq cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one binderq deployment."""
+
+    # Redis URL for state and queues; empty means `binderq up` embeds a redis-server.
+    redis_url: str = ""
+    # Docker engine address; empty means the docker SDK's default (DOCKER_HOST or the socket).
+    docker_host: str = ""
+    # Where users reach the proxy: server urls are {public_url}/user/{id}/.
+    public_url: str = "http://127.0.0.1:8000"
+    # Token with every right; empty disables operator calls.
+    operator_token: str = ""
+    # Secret from which server tokens are derived (HMAC); must be set in production.
+    secret_key: str = ""
+    proxy_api_url: str = "http://127.0.0.1:8001"
+    proxy_api_token: str = ""
+    # Host address on which server ports are published (never 0.0.0.0: see HOST.md).
+    publish_ip: str = "127.0.0.1"
+    # How many servers may exist at once (pending to ready); launches past it get 429.
+    max_servers: int = 50
+    # "open": public stagings launch without a token; "token": every launch needs one.
+    launch_auth: str = "token"
+    allow_local_repos: bool = False
+    default_staging: str = ""
+    cors_allow_origin: str = ""
+    # Names containers, networks and labels, so that two deployments on one engine never meet.
+    instance: str = "binderq"
+    notebook_image: str = "binderq/notebook:bookworm"
+    # Seconds a launch may take from container start until the notebook answers.
+    launch_timeout: float = 120.0
+    # Seconds stopped and failed servers stay readable before Redis forgets them.
+    record_ttl: int = 7 * 24 * 3600
+    # What reconcile does with a labelled container that Redis does not know of.
+    orphan_policy: str = "remove"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``BINDERQ_<FIELD>`` variables (and ``DOCKER_HOST``)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            name = "DOCKER_HOST" if field.name == "docker_host" else f"BINDERQ_{field.name.upper()}"
+            if name in environ:
+                values[field.name] = _parse(field.name, field.type, environ[name])
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse combinations that cannot work, with a message naming the setting."""
+        if self.launch_auth not in LAUNCH_AUTH_MODES:
+            raise SettingsError(f"BINDERQ_LAUNCH_AUTH must be one of {LAUNCH_AUTH_MODES}")
+        if self.orphan_policy not in ORPHAN_POLICIES:
+            raise SettingsError(f"BINDERQ_ORPHAN_POLICY must be one of {ORPHAN_POLICIES}")
+        if self.max_servers < 1:
+            raise SettingsError("BINDERQ_MAX_SERVERS must be at least 1")
+        if self.publish_ip in ("0.0.0.0", "::"):
+            raise SettingsError("BINDERQ_PUBLISH_IP must name one address, not all of them")
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (for tests and `binderq up`)."""
+        return replace(self, **changes)
+
+    @property
+    def public_url_base(self) -> str:
+        return self.public_url.rstrip("/")
+
+
+def _parse(name: str, type_name: Any, raw: str) -> Any:
+    kind = type_name if isinstance(type_name, str) else type_name.__name__
+    try:
+        if kind == "bool":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError as error:
+        raise SettingsError(f"BINDERQ_{name.upper()}={raw!r} is not a valid {kind}") from error
+    return raw

@@ -1,0 +1,65 @@
+"""The Celery app, configured from Settings so that no work is lost or done twice."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from binderq.settings import Settings
+
+QUEUE_LAUNCHES = "launches"
+QUEUE_BUILDS = "builds"
+QUEUE_MAINTENANCE = "maintenance"
+
+# Hard time limit of each task, in seconds. Soft limits are 90% of these.
+TASK_TIME_LIMITS = {
+    "binderq.stagings.stage": 120,
+    "binderq.servers.launch": 300,
+    "binderq.servers.stop": 120,
+    "binderq.health.ping": 30,
+}
+DEFAULT_TIME_LIMIT = 300
+# A message a worker took but never acked is handed out again after this many seconds, so it
+# must exceed every time limit: else a slow task would be run a second time while it runs.
+VISIBILITY_TIMEOUT = 2 * max([DEFAULT_TIME_LIMIT, *TASK_TIME_LIMITS.values()])
+
+TASK_ROUTES = {
+    "binderq.stagings.*": {"queue": QUEUE_LAUNCHES},
+    "binderq.servers.*": {"queue": QUEUE_LAUNCHES},
+    "binderq.builds.*": {"queue": QUEUE_BUILDS},
+    "binderq.pools.*": {"queue": QUEUE_MAINTENANCE},
+    "binderq.maintenance.*": {"queue": QUEUE_MAINTENANCE},
+    "binderq.health.*": {"queue": QUEUE_LAUNCHES},
+}
+
+TASK_MODULES = [
+    "binderq.workers.tasks.stagings",
+    "binderq.workers.tasks.servers",
+    "binderq.workers.tasks.health",
+]
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app on the settings' Redis; the API uses it to send, workers to run."""
+    app = Celery("binderq", broker=settings.redis_url, backend=settings.redis_url,
+                 include=TASK_MODULES)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_routes=TASK_ROUTES,
+        task_default_queue=QUEUE_MAINTENANCE,
+        task_time_limit=DEFAULT_TIME_LIMIT,
+        task_soft_time_limit=int(DEFAULT_TIME_LIMIT * 0.9),
+        task_track_started=True,
+        result_expires=24 * 3600,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    return app

@@ -1,0 +1,43 @@
+"""The adapters a worker process uses, built once per process from Settings."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from binderq.adapters.chp_proxy import ChpProxy
+from binderq.adapters.docker_runtime import DockerRuntime
+from binderq.adapters.notebook_probe import wait_for_notebook
+from binderq.adapters.redis_store import RedisStore
+from binderq.adapters.task_queue import CeleryTaskQueue
+from binderq.bootstrap import build_proxy, build_runtime, build_store
+from binderq.settings import Settings
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    settings: Settings
+    store: RedisStore
+    runtime: DockerRuntime
+    proxy: ChpProxy
+    queue: CeleryTaskQueue
+
+    @property
+    def probe(self):
+        return wait_for_notebook
+
+
+@functools.cache
+def worker_context() -> WorkerContext:
+    """Built lazily inside the worker process (after fork), from the environment."""
+    from celery import current_app
+
+    settings = Settings.from_env()
+    store = build_store(settings)
+    return WorkerContext(
+        settings=settings,
+        store=store,
+        runtime=build_runtime(settings),
+        proxy=build_proxy(settings),
+        queue=CeleryTaskQueue(current_app, store),
+    )

@@ -1,0 +1,33 @@
+"""Server tasks: thin wrappers that take a server id and re-read its state."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from binderq.domain.errors import DependencyDown
+from binderq.services import servers
+from binderq.workers.app import TASK_TIME_LIMITS
+from binderq.workers.context import worker_context
+
+LAUNCH = "binderq.servers.launch"
+STOP = "binderq.servers.stop"
+
+
+@shared_task(name=LAUNCH, time_limit=TASK_TIME_LIMITS[LAUNCH])
+def launch(server_id: str) -> str | None:
+    """Start a pending server; every failure ends it `failed` with a reason, not a retry."""
+    context = worker_context()
+    server = servers.launch_server(server_id, store=context.store, runtime=context.runtime,
+                                   proxy=context.proxy, probe=context.probe,
+                                   settings=context.settings)
+    return str(server.status) if server else None
+
+
+@shared_task(name=STOP, time_limit=TASK_TIME_LIMITS[STOP], autoretry_for=(DependencyDown,),
+             retry_backoff=2, retry_backoff_max=60, max_retries=20)
+def stop(server_id: str) -> str | None:
+    """Remove a server's route, containers and network; retried while Docker is down."""
+    context = worker_context()
+    server = servers.stop_server(server_id, store=context.store, runtime=context.runtime,
+                                 proxy=context.proxy)
+    return str(server.status) if server else None

@@ -1,0 +1,128 @@
+"""In-memory stand-ins for the adapters, for fast unit tests of the logic only.
+
+Every adapter also has tests against the real service under tests/integration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from binderq.adapters.docker_runtime import ContainerState, ImageInfo
+from binderq.domain.errors import DependencyDown, LaunchFailed
+from binderq.domain.spec import ServerSpec
+
+
+@dataclass
+class FakeQueue:
+    sent: list[tuple[str, tuple[Any, ...], str]] = field(default_factory=list)
+    down: bool = False
+
+    def enqueue(self, name: str, *args: Any, task_id: str | None = None) -> str:
+        if self.down:
+            raise DependencyDown("Redis", "could not queue")
+        task_id = task_id or f"task-{len(self.sent)}"
+        self.sent.append((name, args, task_id))
+        return task_id
+
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.sent]
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        for name, _, sent_id in self.sent:
+            if sent_id == task_id:
+                return {"id": task_id, "name": name, "state": "PENDING", "result": None,
+                        "error": None}
+        return None
+
+    def ping_worker(self, queue: str, timeout: float) -> dict[str, Any]:
+        if self.down:
+            raise DependencyDown("workers", "no worker answered")
+        return {"docker": {"ok": True}}
+
+
+@dataclass
+class FakeRuntime:
+    images: dict[str, str] = field(default_factory=lambda: {"binderq/notebook:bookworm": "sha"})
+    containers: dict[str, ContainerState] = field(default_factory=dict)
+    started: list[ServerSpec] = field(default_factory=list)
+    down: bool = False
+    fail_start: str | None = None
+    next_port: int = 40000
+
+    def _check(self) -> None:
+        if self.down:
+            raise DependencyDown("Docker engine", "connection refused")
+
+    def ping(self, timeout: float = 1.5) -> bool:
+        self._check()
+        return True
+
+    def image(self, reference: str) -> ImageInfo | None:
+        self._check()
+        return ImageInfo(self.images[reference], {}) if reference in self.images else None
+
+    def start_server(self, spec: ServerSpec) -> None:
+        self._check()
+        if self.fail_start:
+            raise LaunchFailed(self.fail_start)
+        self.started.append(spec)
+        for container in spec.containers:
+            self.containers.setdefault(container.name, ContainerState(
+                container.name, spec.server_id, container.labels["binderq.role"], "running",
+                dict(container.labels)))
+
+    def published_address(self, name: str, port: int) -> tuple[str, int]:
+        self._check()
+        self.next_port += 1
+        return "127.0.0.1", self.next_port
+
+    def container_state(self, name: str) -> ContainerState | None:
+        self._check()
+        return self.containers.get(name)
+
+    def logs_tail(self, name: str, lines: int = 20) -> str:
+        return "fake log line"
+
+    def remove_server(self, server_id: str) -> None:
+        self._check()
+        for name in [n for n, c in self.containers.items() if c.server_id == server_id]:
+            del self.containers[name]
+
+    def server_containers(self) -> list[ContainerState]:
+        self._check()
+        return list(self.containers.values())
+
+
+@dataclass
+class FakeProxy:
+    routes_: dict[str, dict[str, Any]] = field(default_factory=dict)
+    down: bool = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise DependencyDown("proxy", "connection refused")
+
+    def add_route(self, path: str, target: str, **data: Any) -> None:
+        self._check()
+        self.routes_[path] = {"target": target, **data}
+
+    def remove_route(self, path: str) -> None:
+        self._check()
+        self.routes_.pop(path, None)
+
+    def routes(self) -> dict[str, dict[str, Any]]:
+        self._check()
+        return dict(self.routes_)
+
+    def ping(self, timeout: float | None = None) -> bool:
+        self._check()
+        return True
+
+
+def answering_probe(base: str, token: str, *, timeout: float, still_running: Any) -> dict:
+    return {"last_activity": "2026-01-01T00:00:00Z"}
+
+
+def silent_probe(base: str, token: str, *, timeout: float, still_running: Any) -> dict:
+    raise LaunchFailed(f"the notebook did not answer within {timeout:g} s")

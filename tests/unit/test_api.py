@@ -1,0 +1,218 @@
+"""The HTTP contract of API.md: status codes, error format, auth, with fake adapters."""
+
+from __future__ import annotations
+
+import pytest
+
+from binderq.domain.tokens import server_token
+from binderq.services import stagings
+from tests.unit.conftest import OPERATOR
+
+IMAGE = "binderq/notebook:bookworm"
+
+
+def _assert_error_format(response, status):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.get_json()
+    assert isinstance(body["message"], str) and body["message"]
+    for error in body.get("errors", []):
+        assert error["code"] in ("missing", "missing_field", "invalid", "already_exists",
+                                 "unprocessable")
+    return body
+
+
+def _ready(client, store, runtime, name="demo", **fields):
+    client.put(f"/api/stagings/{name}", json={"image": IMAGE, **fields}, headers=OPERATOR)
+    stagings.stage(name, store.get_staging(name).version, store=store, runtime=runtime)
+
+
+def test_put_staging_answers_202_with_location_and_queues_staging(client, queue):
+    response = client.put("/api/stagings/demo", json={"image": IMAGE}, headers=OPERATOR)
+    assert response.status_code == 202
+    assert response.headers["Location"].endswith("/api/stagings/demo")
+    assert response.get_json()["status"] == "staging"
+    assert queue.names() == ["binderq.stagings.stage"]
+
+
+def test_an_unchanged_put_answers_200(client, store, runtime):
+    _ready(client, store, runtime)
+    response = client.put("/api/stagings/demo", json={"image": IMAGE}, headers=OPERATOR)
+    assert response.status_code == 200 and response.get_json()["status"] == "ready"
+
+
+def test_malformed_json_is_400(client, queue):
+    response = client.put("/api/stagings/demo", data="{not json",
+                          headers={**OPERATOR, "Content-Type": "application/json"})
+    body = _assert_error_format(response, 400)
+    assert body["message"] == "Problems parsing JSON"
+    assert queue.sent == []
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "token wrong"},
+                                     {"Authorization": "Basic b3A6b3A="}])
+def test_operator_calls_without_the_operator_token_are_401(client, headers, queue):
+    response = client.put("/api/stagings/demo", json={"image": IMAGE}, headers=headers)
+    _assert_error_format(response, 401)
+    assert queue.sent == []
+
+
+def test_bearer_tokens_are_accepted_too(client):
+    response = client.get("/api/stagings", headers={"Authorization": "Bearer operator-secret"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/api/stagings/nope", "/api/servers/nope", "/api/tasks/nope"])
+def test_unknown_resources_are_404(client, url):
+    body = _assert_error_format(client.get(url, headers=OPERATOR), 404)
+    assert body["errors"][0]["code"] == "missing"
+
+
+def test_launching_an_unknown_staging_is_404(client):
+    _assert_error_format(client.post("/api/stagings/nope/servers", headers=OPERATOR), 404)
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"image": IMAGE, "port": 0}, "port"),
+    ({"image": IMAGE, "port": 70000}, "port"),
+    ({"image": IMAGE, "resources": {"memory": "lots"}}, "resources.memory"),
+    ({"image": IMAGE, "resources": {"memory": "1m"}}, "resources.memory"),
+    ({"image": IMAGE, "resources": {"cpus": 0}}, "resources.cpus"),
+    ({"image": IMAGE, "colour": "blue"}, "colour"),
+    ({}, "image"),
+    ({"image": "Not An Image!"}, "image"),
+    ({"image": IMAGE, "command": []}, "command"),
+    ({"image": IMAGE, "env": {"1BAD": "x"}}, "env.1BAD.key"),
+    ({"image": IMAGE, "data": [{"volume": "/etc", "target": "/data"}]}, "data.0.volume"),
+    ({"image": IMAGE, "data": [{"volume": "v", "target": "relative"}]}, "data.0.target"),
+    ({"image": IMAGE, "services": [{"name": "db", "image": IMAGE}, {"name": "db",
+                                                                   "image": IMAGE}]},
+     "services"),
+])
+def test_invalid_staging_fields_are_422_naming_the_field(client, fields, field, queue):
+    response = client.put("/api/stagings/demo", json=fields, headers=OPERATOR)
+    body = _assert_error_format(response, 422)
+    assert field in [error["field"] for error in body["errors"]]
+    assert all(error["resource"] == "Staging" for error in body["errors"])
+    assert queue.sent == []
+
+
+@pytest.mark.parametrize("name", ["a b", "a/b", "-lead", "x" * 64, "é", ".hidden"])
+def test_invalid_staging_names_are_422(client, name):
+    response = client.put(f"/api/stagings/{name}", json={"image": IMAGE}, headers=OPERATOR)
+    body = _assert_error_format(response, 422)
+    assert body["errors"][0]["field"] == "name"
+
+
+def test_missing_field_code_is_missing_field(client):
+    body = _assert_error_format(client.put("/api/stagings/demo", json={}, headers=OPERATOR), 422)
+    assert body["errors"][0]["code"] == "missing_field"
+
+
+def test_a_body_too_large_is_413(client):
+    response = client.put("/api/stagings/demo", data="x" * (2 * 1024 * 1024),
+                          headers={**OPERATOR, "Content-Type": "application/json"})
+    _assert_error_format(response, 413)
+
+
+def test_a_wrong_method_is_405_in_json(client):
+    _assert_error_format(client.patch("/api/stagings/demo", headers=OPERATOR), 405)
+
+
+def test_launch_answers_202_pending_with_its_token_once(client, store, runtime, settings):
+    _ready(client, store, runtime)
+    response = client.post("/api/stagings/demo/servers", headers=OPERATOR)
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "pending" and body["pooled"] is False
+    assert body["token"] == server_token(settings.secret_key, body["id"])
+    assert response.headers["Location"].endswith(f"/api/servers/{body['id']}")
+    again = client.get(f"/api/servers/{body['id']}", headers=OPERATOR).get_json()
+    assert "token" not in again and again["status"] == "pending"
+
+
+def test_a_server_token_opens_only_its_own_server(client, store, runtime):
+    _ready(client, store, runtime)
+    first = client.post("/api/stagings/demo/servers", headers=OPERATOR).get_json()
+    second = client.post("/api/stagings/demo/servers", headers=OPERATOR).get_json()
+    own = {"Authorization": f"token {first['token']}"}
+    assert client.get(f"/api/servers/{first['id']}", headers=own).status_code == 200
+    _assert_error_format(client.get(f"/api/servers/{second['id']}", headers=own), 401)
+    _assert_error_format(client.get("/api/servers", headers=own), 401)
+    assert client.delete(f"/api/servers/{first['id']}", headers=own).status_code == 202
+
+
+def test_at_capacity_a_launch_is_429_with_retry_after(client, store, runtime, settings):
+    _ready(client, store, runtime)
+    for _ in range(settings.max_servers):
+        assert client.post("/api/stagings/demo/servers", headers=OPERATOR).status_code == 202
+    response = client.post("/api/stagings/demo/servers", headers=OPERATOR)
+    _assert_error_format(response, 429)
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_open_launch_auth_lets_anyone_launch_public_stagings_only(
+        app, client, store, runtime, settings):
+    app.extensions["binderq"] = app.extensions["binderq"].__class__(
+        settings=settings.with_changes(launch_auth="open"), store=store,
+        queue=app.extensions["binderq"].queue, proxy=None)
+    _ready(client, store, runtime, name="open", public=True)
+    _ready(client, store, runtime, name="closed")
+    assert client.post("/api/stagings/open/servers").status_code == 202
+    _assert_error_format(client.post("/api/stagings/closed/servers"), 401)
+    bad = {"Authorization": "token wrong"}
+    _assert_error_format(client.post("/api/stagings/open/servers", headers=bad), 401)
+
+
+def test_token_launch_auth_needs_a_token_even_for_public_stagings(client, store, runtime):
+    _ready(client, store, runtime, public=True)
+    _assert_error_format(client.post("/api/stagings/demo/servers"), 401)
+
+
+def test_delete_server_answers_202_stopping_and_queues_the_stop(client, store, runtime, queue):
+    _ready(client, store, runtime)
+    server = client.post("/api/stagings/demo/servers", headers=OPERATOR).get_json()
+    response = client.delete(f"/api/servers/{server['id']}", headers=OPERATOR)
+    assert response.status_code == 202 and response.get_json()["status"] == "stopping"
+    assert queue.names()[-1] == "binderq.servers.stop"
+
+
+def test_delete_staging_with_servers_is_409_unless_forced(client, store, runtime):
+    _ready(client, store, runtime)
+    client.post("/api/stagings/demo/servers", headers=OPERATOR)
+    _assert_error_format(client.delete("/api/stagings/demo", headers=OPERATOR), 409)
+    assert client.delete("/api/stagings/demo?force=true", headers=OPERATOR).status_code == 204
+    _assert_error_format(client.get("/api/stagings/demo", headers=OPERATOR), 404)
+
+
+def test_servers_list_filters_by_staging_and_status(client, store, runtime):
+    _ready(client, store, runtime)
+    client.post("/api/stagings/demo/servers", headers=OPERATOR)
+    listed = client.get("/api/servers?staging=demo&status=pending", headers=OPERATOR)
+    assert len(listed.get_json()) == 1
+    assert client.get("/api/servers?status=ready", headers=OPERATOR).get_json() == []
+    _assert_error_format(client.get("/api/servers?status=sleepy", headers=OPERATOR), 422)
+
+
+def test_tasks_report_their_state(client, queue):
+    client.put("/api/stagings/demo", json={"image": IMAGE}, headers=OPERATOR)
+    task_id = queue.sent[0][2]
+    body = client.get(f"/api/tasks/{task_id}", headers=OPERATOR).get_json()
+    assert body["name"] == "binderq.stagings.stage" and body["state"] == "PENDING"
+
+
+def test_health_is_200_when_all_answer_and_503_naming_what_is_down(client, queue, proxy):
+    assert client.get("/api/health").get_json()["ok"] is True
+    proxy.down = True
+    response = client.get("/api/health")
+    assert response.status_code == 503
+    checks = response.get_json()["checks"]
+    assert checks["proxy"]["ok"] is False and checks["redis"]["ok"] is True
+
+
+def test_openapi_document_describes_the_resources(client):
+    spec = client.get("/api/openapi.json").get_json()
+    assert {"/api/stagings/{name}", "/api/stagings/{name}/servers", "/api/servers/{server_id}",
+            "/api/health", "/api/tasks/{task_id}"} <= set(spec["paths"])
+    put = spec["paths"]["/api/stagings/{name}"]["put"]
+    assert {"200", "202", "422"} <= set(put["responses"])

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+
+from binderq.domain.models import (
+    DataVolume,
+    ExtraService,
+    Resources,
+    Server,
+    ServerStatus,
+    Staging,
+    server_from_dict,
+    staging_from_dict,
+    to_dict,
+)
+from binderq.domain.spec import (
+    LABEL_ROLE,
+    LABEL_SERVER,
+    LABEL_STAGING_VERSION,
+    memory_bytes,
+    render_command,
+    server_spec,
+)
+from binderq.domain.tokens import is_server_token, server_token
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("512m", 512 * 1024**2), ("1g", 1024**3), ("1.5G", int(1.5 * 1024**3)), ("64k", 65536),
+    ("1000", 1000),
+])
+def test_memory_sizes_are_read_as_docker_reads_them(text, expected):
+    assert memory_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "", "12 m", "-1m", "1t"])
+def test_memory_sizes_that_are_not_sizes_are_refused(text):
+    with pytest.raises(ValueError):
+        memory_bytes(text)
+
+
+def test_command_placeholders_are_filled_and_other_braces_kept():
+    command = ["run", "--url={base_url}", "--port={port}", "--t={token}", '{"json": 1}']
+    assert render_command(command, base_url="/user/a/", port=8888, token="tok") == [
+        "run", "--url=/user/a/", "--port=8888", "--t=tok", '{"json": 1}']
+
+
+def _staging(**changes) -> Staging:
+    return Staging(name="demo", image="img:1", version=3, **changes)
+
+
+def test_server_spec_names_labels_and_limits_come_from_the_server_and_staging():
+    staging = _staging(resources=Resources(memory="256m", cpus=0.5, pids=64))
+    spec = server_spec(staging, "abc123", "tok", instance="bq")
+    notebook = spec.notebook
+    assert notebook.name == "bq-abc123" and spec.network == "bq-abc123"
+    assert notebook.labels[LABEL_SERVER] == "abc123"
+    assert notebook.labels[LABEL_STAGING_VERSION] == "3"
+    assert notebook.labels[LABEL_ROLE] == "notebook"
+    assert (notebook.mem_limit, notebook.nano_cpus, notebook.pids_limit) == (
+        256 * 1024**2, 500_000_000, 64)
+    assert "--NotebookApp.base_url=/user/abc123/" in notebook.command
+    assert "--NotebookApp.token=tok" in notebook.command
+    assert notebook.port == 8888
+
+
+def test_cors_origin_reaches_the_default_notebook_command_only():
+    default = server_spec(_staging(), "s1", "t", instance="bq", allow_origin="https://a.org")
+    custom = server_spec(_staging(command=["start", "{port}"]), "s1", "t", instance="bq",
+                         allow_origin="https://a.org")
+    assert "--NotebookApp.allow_origin=https://a.org" in default.notebook.command
+    assert custom.notebook.command == ["start", "8888"]
+
+
+def test_services_join_the_server_network_under_their_name_and_volumes_mount():
+    staging = _staging(services=[ExtraService(name="db", image="pg:1", env={"A": "1"})],
+                       data=[DataVolume(volume="corpus", target="/data")])
+    spec = server_spec(staging, "s1", "t", instance="bq")
+    (db,) = spec.services
+    assert db.name == "bq-s1-db" and db.aliases == ("db",) and db.port is None
+    assert db.labels[LABEL_ROLE] == "service"
+    assert spec.notebook.volumes == {"corpus": {"bind": "/data", "mode": "ro"}}
+    assert spec.containers[-1] is spec.notebook
+
+
+def test_records_survive_a_round_trip_through_dicts():
+    staging = _staging(services=[ExtraService(name="db", image="pg:1")],
+                       data=[DataVolume(volume="v", target="/d", read_only=False)])
+    assert staging_from_dict(to_dict(staging)) == staging
+    server = Server(id="s1", staging="demo", staging_version=1, status=ServerStatus.READY)
+    assert server_from_dict(to_dict(server)) == server
+
+
+def test_server_tokens_are_derived_per_server_and_secret():
+    token = server_token("secret", "s1")
+    assert token == server_token("secret", "s1")
+    assert token not in (server_token("secret", "s2"), server_token("other", "s1"))
+    assert is_server_token("secret", "s1", token)
+    assert not is_server_token("secret", "s2", token)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from binderq.settings import Settings, SettingsError
+
+
+def test_settings_come_from_binderq_variables_with_types():
+    settings = Settings.from_env({
+        "BINDERQ_MAX_SERVERS": "7", "BINDERQ_ALLOW_LOCAL_REPOS": "true",
+        "BINDERQ_LAUNCH_TIMEOUT": "2.5", "DOCKER_HOST": "unix:///x.sock",
+        "BINDERQ_LAUNCH_AUTH": "open",
+    })
+    assert settings.max_servers == 7
+    assert settings.allow_local_repos is True
+    assert settings.launch_timeout == 2.5
+    assert settings.docker_host == "unix:///x.sock"
+    assert settings.launch_auth == "open"
+
+
+def test_unset_variables_keep_the_documented_defaults():
+    settings = Settings.from_env({})
+    assert settings.publish_ip == "127.0.0.1"
+    assert settings.launch_auth == "token"
+    assert settings.allow_local_repos is False
+
+
+@pytest.mark.parametrize("environ, word", [
+    ({"BINDERQ_MAX_SERVERS": "many"}, "BINDERQ_MAX_SERVERS"),
+    ({"BINDERQ_LAUNCH_AUTH": "maybe"}, "BINDERQ_LAUNCH_AUTH"),
+    ({"BINDERQ_PUBLISH_IP": "0.0.0.0"}, "BINDERQ_PUBLISH_IP"),
+    ({"BINDERQ_MAX_SERVERS": "0"}, "BINDERQ_MAX_SERVERS"),
+])
+def test_bad_settings_are_refused_naming_the_variable(environ, word):
+    with pytest.raises(SettingsError, match=word):
+        Settings.from_env(environ)
