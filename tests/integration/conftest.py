@@ -1,0 +1,177 @@
+"""Real services for integration tests: redis-server, configurable-http-proxy, dockerd, and
+real Celery workers. dockerd must be running (.ci/run starts it); the rest start here, on
+free loopback ports, and everything a test makes is removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from binderq.adapters.chp_proxy import ChpProxy
+from binderq.adapters.docker_runtime import DockerRuntime
+from binderq.adapters.redis_store import RedisStore
+from binderq.adapters.task_queue import CeleryTaskQueue
+from binderq.bootstrap import build_celery, create_wsgi_app
+from binderq.processes import free_port, start_proxy, start_redis, stop_process, wait_until
+from binderq.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK_IMAGE = os.environ.get("BINDERQ_NOTEBOOK_IMAGE", "binderq/notebook:bookworm")
+OPERATOR_TOKEN = "integration-operator"
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def redis_url(logs_dir):
+    port = free_port()
+    process = start_redis(port, log_file=logs_dir / "redis.log")
+    yield f"redis://127.0.0.1:{port}/0"
+    stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def proxy_ports(logs_dir):
+    port, api_port, token = free_port(), free_port(), secrets.token_hex(16)
+    process = start_proxy(port, api_port, token, log_file=logs_dir / "proxy.log")
+    yield {"port": port, "api_port": api_port, "token": token, "process": process}
+    stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def instance() -> str:
+    """Labels and names every container and network of this test run."""
+    return f"bqtest{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def settings(redis_url, proxy_ports, instance) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        public_url=f"http://127.0.0.1:{proxy_ports['port']}",
+        proxy_api_url=f"http://127.0.0.1:{proxy_ports['api_port']}",
+        proxy_api_token=proxy_ports["token"],
+        operator_token=OPERATOR_TOKEN,
+        secret_key=secrets.token_hex(16),
+        instance=instance,
+        max_servers=10,
+        launch_timeout=60,
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a subprocess these settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("BINDERQ_")}
+    for name, value in vars(settings).items():
+        if name == "docker_host":
+            if value:
+                env["DOCKER_HOST"] = value
+            continue
+        env[f"BINDERQ_{name.upper()}"] = str(value).lower() if isinstance(value, bool) \
+            else str(value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def runtime(instance) -> DockerRuntime:
+    runtime = DockerRuntime(instance=instance)
+    runtime.ping()  # no skip: CI provides dockerd, and a missing engine must fail loudly
+    yield runtime
+    runtime.remove_instance()
+
+
+@pytest.fixture(scope="session")
+def notebook_image(runtime) -> str:
+    if runtime.image(NOTEBOOK_IMAGE) is None:
+        subprocess.run(["bash", str(ROOT / "deploy/build-notebook-image.sh"), NOTEBOOK_IMAGE],
+                       check=True)
+    return NOTEBOOK_IMAGE
+
+
+def forget_binderq_keys(client: redis.Redis) -> None:
+    """Remove binderq's records but not Celery's queues, which a running worker uses."""
+    keys = list(client.scan_iter("binderq:*"))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def store(settings) -> RedisStore:
+    client = redis.Redis.from_url(settings.redis_url)
+    forget_binderq_keys(client)
+    yield RedisStore(client, record_ttl=settings.record_ttl)
+    forget_binderq_keys(client)
+
+
+@pytest.fixture
+def proxy(settings) -> ChpProxy:
+    proxy = ChpProxy(settings.proxy_api_url, settings.proxy_api_token)
+    before = set(proxy.routes())
+    yield proxy
+    for path in set(proxy.routes()) - before:
+        proxy.remove_route(path)
+
+
+@pytest.fixture
+def clean_runtime(runtime):
+    """The runtime, with every container and network of this run removed after the test."""
+    yield runtime
+    runtime.remove_instance()
+
+
+@pytest.fixture(scope="session")
+def launch_worker(settings, logs_dir):
+    """A real Celery worker on the launches and maintenance queues."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "binderq.workers.main", "worker",
+         "-Q", "launches,maintenance", "--concurrency", "4", "--loglevel", "INFO",
+         "--hostname", f"launch-{settings.instance}@%h", "--without-mingle",
+         "--without-gossip"],
+        env=settings_env(settings), stdout=open(logs_dir / "worker.log", "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    celery = build_celery(settings)
+    queue = CeleryTaskQueue(celery, RedisStore(redis.Redis.from_url(settings.redis_url)))
+
+    def answers() -> bool:
+        try:
+            queue.ping_worker("launches", timeout=1)
+            return True
+        except Exception:
+            return process.poll() is not None  # stop waiting on a crashed worker
+
+    wait_until(answers, timeout=60, what="the launch worker")
+    assert process.poll() is None, (logs_dir / "worker.log").read_text()[-3000:]
+    yield process
+    stop_process(process, timeout=20)
+
+
+@pytest.fixture
+def api(settings, store, proxy, clean_runtime, launch_worker):
+    """The real API app (real Redis, real Celery queue) as a test client."""
+    app = create_wsgi_app(settings)
+    return app.test_client()
+
+
+def wait_for(condition, *, timeout: float, what: str):
+    """Poll condition until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout:g} s")

@@ -1,0 +1,89 @@
+"""The Docker adapter against the real engine and the real notebook image."""
+
+from __future__ import annotations
+
+import pytest
+
+from binderq.adapters.docker_runtime import DockerRuntime
+from binderq.adapters.notebook_probe import notebook_status, wait_for_notebook
+from binderq.domain.errors import DependencyDown, LaunchFailed
+from binderq.domain.models import ExtraService, Resources, Staging
+from binderq.domain.spec import server_spec
+
+
+def _spec(image: str, server_id: str, instance: str, **fields):
+    staging = Staging(name="demo", image=image, resources=Resources("256m", 0.5, 128), **fields)
+    return server_spec(staging, server_id, "tok", instance=instance)
+
+
+def test_a_server_starts_with_its_limits_labels_and_loopback_port(clean_runtime, notebook_image,
+                                                                  instance):
+    spec = _spec(notebook_image, "rt1", instance)
+    clean_runtime.start_server(spec)
+    host, port = clean_runtime.published_address(spec.notebook.name, 8888)
+    assert host == "127.0.0.1" and port > 0
+    attrs = clean_runtime.client.containers.get(spec.notebook.name).attrs
+    assert attrs["HostConfig"]["Memory"] == 256 * 1024**2
+    assert attrs["HostConfig"]["NanoCpus"] == 500_000_000
+    assert attrs["HostConfig"]["PidsLimit"] == 128
+    assert attrs["Config"]["Labels"]["binderq.server"] == "rt1"
+    assert list(attrs["NetworkSettings"]["Networks"]) == [spec.network]
+    base = f"http://{host}:{port}{spec.base_url}"
+    status = wait_for_notebook(base, "tok", timeout=60, still_running=lambda: True)
+    assert "last_activity" in status
+    assert notebook_status(base, "wrong-token") is None
+
+
+def test_starting_twice_finds_the_same_containers(clean_runtime, notebook_image, instance):
+    spec = _spec(notebook_image, "rt2", instance, command=["sleep", "300"])
+    clean_runtime.start_server(spec)
+    first = clean_runtime.client.containers.get(spec.notebook.name).id
+    clean_runtime.start_server(spec)
+    assert clean_runtime.client.containers.get(spec.notebook.name).id == first
+    assert [c.name for c in clean_runtime.server_containers()] == [spec.notebook.name]
+
+
+def test_a_sidecar_is_reachable_by_name_and_everything_is_removed(clean_runtime, notebook_image,
+                                                                  instance):
+    sidecar = ExtraService(name="web", image=notebook_image,
+                           command=["python3", "-m", "http.server", "8080"])
+    spec = _spec(notebook_image, "rt3", instance, command=["sleep", "300"], services=[sidecar])
+    clean_runtime.start_server(spec)
+    notebook = clean_runtime.client.containers.get(spec.notebook.name)
+    probe = ("import time, urllib.request\n"
+             "for _ in range(50):\n"
+             "    try:\n"
+             "        print(urllib.request.urlopen('http://web:8080/').status); break\n"
+             "    except OSError: time.sleep(0.1)\n")
+    result = notebook.exec_run(["python3", "-c", probe])
+    assert result.output.decode().strip() == "200"
+    clean_runtime.remove_server("rt3")
+    assert clean_runtime.server_containers() == []
+    assert clean_runtime.client.networks.list(names=[spec.network]) == []
+    clean_runtime.remove_server("rt3")  # gone already is fine
+
+
+def test_a_notebook_that_exits_is_seen_as_stopped(clean_runtime, notebook_image, instance):
+    spec = _spec(notebook_image, "rt4", instance, command=["false"])
+    clean_runtime.start_server(spec)
+
+    def running():
+        state = clean_runtime.container_state(spec.notebook.name)
+        return state.running
+
+    with pytest.raises(LaunchFailed, match="stopped"):
+        wait_for_notebook("http://127.0.0.1:1/", "tok", timeout=10, still_running=running)
+
+
+def test_unknown_images_are_none_and_launching_one_is_a_clear_failure(clean_runtime, instance):
+    assert clean_runtime.image("binderq/no-such-image:1") is None
+    with pytest.raises(LaunchFailed, match="not on the Docker engine"):
+        clean_runtime.start_server(_spec("binderq/no-such-image:1", "rt5", instance))
+
+
+def test_an_unreachable_engine_is_a_dependency_error(instance):
+    runtime = DockerRuntime(instance=instance, docker_host="unix:///nonexistent/docker.sock")
+    with pytest.raises(DependencyDown, match="Docker engine"):
+        runtime.ping()
+    with pytest.raises(DependencyDown, match="Docker engine"):
+        runtime.image("anything")

@@ -1,0 +1,70 @@
+"""The store against a real redis-server: its Lua scripts and atomicity under threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from binderq.adapters.redis_store import RedisStore
+from binderq.domain.errors import CapacityExceeded, DependencyDown
+from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus
+
+
+def _server(server_id: str) -> Server:
+    return Server(id=server_id, staging="demo", staging_version=1)
+
+
+def test_concurrent_reservations_never_exceed_capacity(store):
+    def reserve(index: int) -> bool:
+        try:
+            store.reserve_server(_server(f"s{index}"), max_servers=10)
+            return True
+        except CapacityExceeded:
+            return False
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        granted = list(pool.map(reserve, range(100)))
+    assert sum(granted) == 10
+    assert store.active_server_count() == 10
+    assert len(store.list_servers()) == 10
+
+
+def test_concurrent_transitions_from_one_status_succeed_exactly_once(store):
+    store.reserve_server(_server("a"), max_servers=5)
+    store.transition_server("a", [ServerStatus.PENDING], status=ServerStatus.STARTING)
+
+    def finish(_: int):
+        return store.transition_server("a", [ServerStatus.STARTING], status=ServerStatus.READY)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(finish, range(32)))
+    assert sum(result is not None for result in results) == 1
+    assert store.get_server("a").status == ServerStatus.READY
+
+
+def test_terminal_servers_expire_and_free_capacity(store):
+    store.reserve_server(_server("a"), max_servers=1)
+    store.transition_server("a", [ServerStatus.PENDING], status=ServerStatus.STOPPED)
+    assert store.redis.ttl(store.SERVER.format(id="a")) > 0
+    store.reserve_server(_server("b"), max_servers=1)
+
+
+def test_staging_versions_only_move_forward(store):
+    first = store.next_staging_version("demo")
+    second = store.next_staging_version("demo")
+    assert second > first
+    store.save_staging(Staging(name="demo", image="new", version=second))
+    assert not store.save_staging(Staging(name="demo", image="old", version=first))
+    assert not store.finish_staging("demo", first, status=str(StagingStatus.READY))
+    assert store.finish_staging("demo", second, status=str(StagingStatus.READY))
+    staging = store.get_staging("demo")
+    assert (staging.image, staging.status) == ("new", StagingStatus.READY)
+    assert staging.services == [] and staging.env == {}
+
+
+def test_an_unreachable_redis_is_a_dependency_error():
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    with pytest.raises(DependencyDown, match="Redis"):
+        RedisStore(client).get_server("a")
