@@ -81,6 +81,20 @@ class Settings:
         """A copy with some fields changed (for tests and `binderq up`)."""
         return replace(self, **changes)
 
+    def to_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Environment variables that give a child process exactly these settings."""
+        env = {k: v for k, v in (os.environ if base is None else base).items()
+               if not k.startswith("BINDERQ_")}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            if field.name == "docker_host":
+                if value:
+                    env["DOCKER_HOST"] = text
+                continue
+            env[f"BINDERQ_{field.name.upper()}"] = text
+        return env
+
     @property
     def public_url_base(self) -> str:
         return self.public_url.rstrip("/")

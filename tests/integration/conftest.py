@@ -74,15 +74,7 @@ def settings(redis_url, proxy_ports, instance) -> Settings:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a subprocess these settings."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("BINDERQ_")}
-    for name, value in vars(settings).items():
-        if name == "docker_host":
-            if value:
-                env["DOCKER_HOST"] = value
-            continue
-        env[f"BINDERQ_{name.upper()}"] = str(value).lower() if isinstance(value, bool) \
-            else str(value)
-    return env
+    return settings.to_env()
 
 
 @pytest.fixture(scope="session")

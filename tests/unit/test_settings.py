@@ -34,3 +34,11 @@ def test_unset_variables_keep_the_documented_defaults():
 def test_bad_settings_are_refused_naming_the_variable(environ, word):
     with pytest.raises(SettingsError, match=word):
         Settings.from_env(environ)
+
+
+def test_settings_pass_to_child_processes_unchanged():
+    settings = Settings(max_servers=3, allow_local_repos=True, docker_host="tcp://127.0.0.1:1",
+                        launch_timeout=2.5)
+    env = settings.to_env({"BINDERQ_STALE": "x", "PATH": "/bin"})
+    assert "BINDERQ_STALE" not in env and env["PATH"] == "/bin"
+    assert Settings.from_env(env) == settings

@@ -1,0 +1,255 @@
+"""The `binderq` command: `binderq up` runs the whole service on one machine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from binderq import __version__
+from binderq.domain.errors import BinderqError
+from binderq.processes import (
+    MissingProgram,
+    free_port,
+    proxy_binary,
+    redis_server_binary,
+    start_proxy,
+    start_redis,
+    stop_process,
+    wait_until,
+)
+from binderq.settings import Settings, SettingsError
+
+API_PATHS = ("/api", "/build", "/health", "/metrics")
+DEMO_STAGING = "notebook"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="binderq", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_parser = commands.add_parser("up", help="run the whole service on this machine")
+    up_parser.add_argument("--host", default="127.0.0.1", help="address the proxy listens on")
+    up_parser.add_argument("--port", type=int, default=8000, help="port the proxy listens on")
+    up_parser.add_argument("--demo", action="store_true",
+                           help=f"stage the notebook image as the public staging "
+                                f"{DEMO_STAGING!r}")
+    commands.add_parser("version", help="print the version")
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    return up(args.host, args.port, demo=args.demo)
+
+
+def up(host: str, port: int, *, demo: bool = False) -> int:
+    """Run Redis, the proxy, the API, the workers and beat until Ctrl-C; then stop all."""
+    try:
+        settings = settings_for_up(Settings.from_env(), host, port)
+    except SettingsError as error:
+        print(f"binderq: {error}", file=sys.stderr)
+        return 2
+    problems = missing_prerequisites(settings)
+    if problems:
+        print("binderq up cannot start:", *(f"  - {p}" for p in problems), sep="\n",
+              file=sys.stderr)
+        return 1
+    stack = Stack(settings, host=host, port=port)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        stack.start()
+        if demo:
+            stack.stage_demo()
+        stack.announce()
+        return stack.supervise()
+    except KeyboardInterrupt:
+        return 0
+    except (TimeoutError, MissingProgram, BinderqError) as error:
+        print(f"binderq up: {error}; logs are in {stack.run_dir}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+
+
+def settings_for_up(settings: Settings, host: str, port: int) -> Settings:
+    """Fill what `binderq up` can choose itself: tokens, secret, public url, launch auth."""
+    changes: dict[str, object] = {
+        "proxy_api_token": settings.proxy_api_token or secrets.token_hex(16),
+        "secret_key": settings.secret_key or secrets.token_hex(32),
+        "operator_token": settings.operator_token or secrets.token_hex(24),
+    }
+    if "BINDERQ_PUBLIC_URL" not in os.environ:
+        changes["public_url"] = f"http://{host}:{port}"
+    if "BINDERQ_LAUNCH_AUTH" not in os.environ:
+        changes["launch_auth"] = "open"
+    return settings.with_changes(**changes)
+
+
+def missing_prerequisites(settings: Settings) -> list[str]:
+    """What must be installed or running before the service can start, and how to get it."""
+    from binderq.bootstrap import build_runtime
+
+    problems = []
+    try:
+        build_runtime(settings).ping(timeout=3)
+    except BinderqError as error:
+        where = settings.docker_host or os.environ.get("DOCKER_HOST") or \
+            "unix:///var/run/docker.sock"
+        problems.append(f"no Docker engine reachable at {where} ({error}). Install and start "
+                        "one (deploy/setup.sh does both), or set DOCKER_HOST")
+    for find in (proxy_binary, *(() if settings.redis_url else (redis_server_binary,))):
+        try:
+            find()
+        except MissingProgram as error:
+            problems.append(str(error))
+    return problems
+
+
+@dataclass
+class Stack:
+    """The processes of one `binderq up`, started in order and stopped in reverse."""
+
+    settings: Settings
+    host: str
+    port: int
+    run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="binderq-up-")))
+    processes: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+    def start(self) -> None:
+        if not self.settings.redis_url:
+            redis_port = free_port()
+            self._keep("redis", start_redis(redis_port, data_dir=str(self.run_dir),
+                                            log_file=self.run_dir / "redis.log"))
+            self.settings = self.settings.with_changes(
+                redis_url=f"redis://127.0.0.1:{redis_port}/0")
+        api_port, proxy_api_port = free_port(), free_port()
+        self.settings = self.settings.with_changes(
+            proxy_api_url=f"http://127.0.0.1:{proxy_api_port}")
+        api_target = f"http://127.0.0.1:{api_port}"
+        self._keep("proxy", start_proxy(self.port, proxy_api_port,
+                                        self.settings.proxy_api_token,
+                                        default_target=api_target,
+                                        log_file=self.run_dir / "proxy.log"))
+        self._spawn("web", [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
+                            "--workers", "2", "--threads", "32", "--bind",
+                            f"127.0.0.1:{api_port}", "binderq.bootstrap:create_wsgi_app()"])
+        self._spawn("worker-launch", _celery("worker", "-Q", "launches,maintenance",
+                                             "--concurrency", "4", "-n", "launch@%h"))
+        self._spawn("worker-build", _celery("worker", "-Q", "builds", "--concurrency", "1",
+                                            "-n", "build@%h"))
+        self._spawn("beat", _celery("beat", "-s", str(self.run_dir / "celerybeat-schedule")))
+        self._route_api(api_target)
+        wait_until(self._healthy, timeout=90, what="the service's /api/health")
+
+    def _route_api(self, target: str) -> None:
+        from binderq.bootstrap import build_proxy
+
+        proxy = build_proxy(self.settings)
+        for path in API_PATHS:
+            proxy.add_route(path, target)
+
+    def _healthy(self) -> bool:
+        self._check_children()
+        try:
+            return requests.get(f"{self.local_url}/api/health", timeout=3).status_code == 200
+        except requests.RequestException:
+            return False
+
+    @property
+    def local_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def stage_demo(self) -> None:
+        """Stage the notebook image as a public staging, if the engine has it."""
+        from binderq.bootstrap import build_runtime
+
+        image = self.settings.notebook_image
+        if build_runtime(self.settings).image(image) is None:
+            print(f"binderq: no demo: image {image} is not on the engine "
+                  "(deploy/build-notebook-image.sh builds it)")
+            return
+        response = requests.put(
+            f"{self.local_url}/api/stagings/{DEMO_STAGING}",
+            json={"image": image, "public": True, "description": "Jupyter Notebook demo",
+                  "resources": {"memory": "512m", "cpus": 1.0}},
+            headers={"Authorization": f"token {self.settings.operator_token}"}, timeout=10)
+        response.raise_for_status()
+
+    def announce(self) -> None:
+        print(f"""
+binderq is up at {self.local_url}   (Ctrl-C stops it and every server it started)
+  operator token: {self.settings.operator_token}
+  API docs:       {self.local_url}/api/docs
+  logs:           {self.run_dir}
+Launch a notebook of the demo staging, then open its url with ?token=<token>:
+  curl -X POST {self.local_url}/api/stagings/{DEMO_STAGING}/servers
+""", flush=True)
+
+    def supervise(self) -> int:
+        """Wait for Ctrl-C; if a process dies, say which and stop."""
+        while True:
+            try:
+                self._check_children()
+            except RuntimeError as error:
+                print(f"binderq up: {error}; logs are in {self.run_dir}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop every server this service runs, then every process, in reverse order."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        if self.processes:
+            print("binderq: stopping servers and processes ...", flush=True)
+            self._stop_servers()
+        for _, process in reversed(self.processes):
+            stop_process(process, timeout=15)
+        self.processes.clear()
+
+    def _stop_servers(self) -> None:
+        from binderq.bootstrap import build_proxy, build_runtime, build_store
+        from binderq.services.servers import stop_server
+
+        try:
+            store = build_store(self.settings)
+            runtime, proxy = build_runtime(self.settings), build_proxy(self.settings)
+            for server in store.active_servers():
+                stop_server(server.id, store=store, runtime=runtime, proxy=proxy)
+            runtime.remove_instance()  # containers whose record never reached Redis
+        except BinderqError as error:
+            print(f"binderq: could not stop every server: {error}", file=sys.stderr)
+
+    def _check_children(self) -> None:
+        for name, process in self.processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {process.returncode}")
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
+        process = subprocess.Popen(args, env=self.settings.to_env(), stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        self._keep(name, process)
+
+    def _keep(self, name: str, process: subprocess.Popen) -> None:
+        self.processes.append((name, process))
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _celery(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "binderq.workers.main", *args,
+            "--loglevel", "INFO"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
