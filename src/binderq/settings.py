@@ -11,7 +11,6 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 LAUNCH_AUTH_MODES = ("open", "token")
-ORPHAN_POLICIES = ("remove", "adopt")
 
 
 class SettingsError(ValueError):
@@ -50,8 +49,6 @@ class Settings:
     launch_timeout: float = 120.0
     # Seconds stopped and failed servers stay readable before Redis forgets them.
     record_ttl: int = 7 * 24 * 3600
-    # What reconcile does with a labelled container that Redis does not know of.
-    orphan_policy: str = "remove"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -70,8 +67,6 @@ class Settings:
         """Refuse combinations that cannot work, with a message naming the setting."""
         if self.launch_auth not in LAUNCH_AUTH_MODES:
             raise SettingsError(f"BINDERQ_LAUNCH_AUTH must be one of {LAUNCH_AUTH_MODES}")
-        if self.orphan_policy not in ORPHAN_POLICIES:
-            raise SettingsError(f"BINDERQ_ORPHAN_POLICY must be one of {ORPHAN_POLICIES}")
         if self.max_servers < 1:
             raise SettingsError("BINDERQ_MAX_SERVERS must be at least 1")
         if self.publish_ip in ("0.0.0.0", "::"):

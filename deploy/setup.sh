@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install and start everything binderq needs on a Debian machine, idempotently:
+# Docker engine (started), debootstrap, node + configurable-http-proxy, a Python venv with
+# binderq installed (.venv), and the notebook image built from Debian packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v git >/dev/null || need_apt+=(git)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v configurable-http-proxy >/dev/null; then
+  echo "setup: installing configurable-http-proxy"
+  npm install -g --silent configurable-http-proxy@5 >/dev/null
+fi
+
+bash deploy/start-dockerd.sh
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+bash deploy/build-notebook-image.sh

@@ -1,0 +1,63 @@
+"""`binderq up` as a newcomer runs it: embedded Redis, demo staging, Ctrl-C cleans all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from binderq.processes import free_port
+from tests.integration.conftest import wait_for
+
+
+def test_binderq_up_serves_the_demo_and_ctrl_c_removes_everything(notebook_image, runtime,
+                                                                   tmp_path):
+    port = free_port()
+    instance = f"{runtime.instance}up"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("BINDERQ_")}
+    env.update(BINDERQ_INSTANCE=instance, BINDERQ_NOTEBOOK_IMAGE=notebook_image)
+    log = tmp_path / "up.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "binderq.cli", "up", "--port", str(port), "--demo"],
+        env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: "binderq is up" in log.read_text() or process.poll() is not None,
+                 timeout=120, what="binderq up starts")
+        assert process.poll() is None, log.read_text()
+
+        launched = requests.post(f"{base}/api/stagings/notebook/servers", timeout=10)
+        assert launched.status_code == 202, launched.text
+        server_id, token = launched.json()["id"], launched.json()["token"]
+        auth = {"Authorization": f"token {token}"}
+
+        def ready():
+            server = requests.get(f"{base}/api/servers/{server_id}", headers=auth,
+                                  timeout=10).json()
+            assert server["status"] in ("pending", "starting", "ready"), server
+            return server if server["status"] == "ready" else None
+
+        server = wait_for(ready, timeout=90, what="the demo server is ready")
+        status = requests.get(f"{server['url']}api/status", params={"token": token},
+                              timeout=10)
+        assert status.status_code == 200
+        assert requests.get(f"{base}/api/health", timeout=10).json()["ok"] is True
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+
+    assert "stopping servers" in log.read_text()
+    leftover = runtime.client.containers.list(
+        all=True, filters={"label": f"binderq.instance={instance}"})
+    assert leftover == []
+    time.sleep(0.5)
+    try:
+        requests.get(f"{base}/api/health", timeout=2)
+        still_serving = True
+    except requests.ConnectionError:
+        still_serving = False
+    assert not still_serving, "the proxy outlived binderq up"
