@@ -216,3 +216,37 @@ def test_openapi_document_describes_the_resources(client):
             "/api/health", "/api/tasks/{task_id}"} <= set(spec["paths"])
     put = spec["paths"]["/api/stagings/{name}"]["put"]
     assert {"200", "202", "422"} <= set(put["responses"])
+
+
+def test_user_tokens_launch_with_the_launch_scope_only_and_can_be_revoked(client, store,
+                                                                          runtime):
+    _ready(client, store, runtime)
+    issued = client.post("/api/tokens", json={"scopes": ["launch"], "note": "course page"},
+                         headers=OPERATOR)
+    assert issued.status_code == 201
+    body = issued.get_json()
+    assert body["token"] not in str(store.redis.keys("*"))  # only its hash is stored
+    launcher = {"Authorization": f"token {body['token']}"}
+    assert client.post("/api/stagings/demo/servers", headers=launcher).status_code == 202
+    _assert_error_format(client.get("/api/stagings", headers=launcher), 403)
+
+    builder = client.post("/api/tokens", json={"scopes": ["build"]}, headers=OPERATOR)
+    builder_auth = {"Authorization": f"token {builder.get_json()['token']}"}
+    _assert_error_format(client.post("/api/stagings/demo/servers", headers=builder_auth), 403)
+
+    assert client.delete(f"/api/tokens/{body['id']}", headers=OPERATOR).status_code == 204
+    _assert_error_format(client.post("/api/stagings/demo/servers", headers=launcher), 401)
+    _assert_error_format(client.delete(f"/api/tokens/{body['id']}", headers=OPERATOR), 404)
+
+
+@pytest.mark.parametrize("fields", [{"scopes": ["root"]}, {"scopes": []}, {}])
+def test_tokens_with_unknown_or_no_scopes_are_422(client, fields):
+    _assert_error_format(client.post("/api/tokens", json=fields, headers=OPERATOR), 422)
+
+
+@pytest.mark.parametrize("token_id", ["*", "?" * 16, "[0-9a-f]*"])
+def test_a_token_id_that_is_a_pattern_revokes_nothing(client, store, token_id):
+    issued = client.post("/api/tokens", json={"scopes": ["launch"]}, headers=OPERATOR)
+    _assert_error_format(client.delete(f"/api/tokens/{token_id}", headers=OPERATOR), 404)
+    launcher = {"Authorization": f"token {issued.get_json()['token']}"}
+    assert client.post("/api/stagings/nope/servers", headers=launcher).status_code == 404

@@ -234,6 +234,12 @@ class RedisStore:
         raw = self.redis.hgetall(self.USER_TOKEN.format(hash=token_hash))
         return _decode(raw) if raw else None
 
+    def delete_user_token(self, token_id: str) -> bool:
+        """Remove the token whose hash starts with token_id; False if there is none."""
+        for key in self.redis.scan_iter(self.USER_TOKEN.format(hash=f"{token_id}*")):
+            return bool(self.redis.delete(key))
+        return False
+
 
 def _pairs(record: dict[str, Any]) -> dict[str, str]:
     flat = _encode(record)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from binderq.api import health, servers, stagings, tasks
+from binderq.api import health, servers, stagings, tasks, tokens
 from binderq.api.context import EXTENSION, ApiContext
 from binderq.api.errors import register_error_handlers
 from binderq.settings import Settings
@@ -42,7 +42,7 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any) -> Fla
         "token": {"type": "apiKey", "in": "header", "name": "Authorization",
                   "description": "`token <TOKEN>` or `Bearer <TOKEN>`"}}},
         "security": [{"token": []}]})
-    for module in (stagings, servers, tasks, health):
+    for module in (stagings, servers, tasks, tokens, health):
         api.register_blueprint(module.blp)
     app.url_map.strict_slashes = False
     return app
