@@ -6,7 +6,7 @@ import pytest
 
 from binderq.domain.errors import CapacityExceeded, Conflict, DependencyDown, NotFound
 from binderq.domain.models import ServerStatus, StagingStatus
-from binderq.services import servers, stagings
+from binderq.services import deploy, servers, stagings
 from tests.fakes import answering_probe, silent_probe
 
 IMAGE = "binderq/notebook:bookworm"
@@ -18,7 +18,7 @@ def _ready_staging(store, queue, runtime, name="demo", **fields):
 
 
 def _launch(store, queue, runtime, proxy, settings, probe=answering_probe):
-    launch = servers.request_launch("demo", store=store, queue=queue, settings=settings)
+    launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
     server = servers.launch_server(launch.server.id, store=store, runtime=runtime, proxy=proxy,
                                    probe=probe, settings=settings)
     return launch, server
@@ -93,7 +93,7 @@ def test_a_failed_launch_leaves_no_container_or_route_and_says_why(
     _ready_staging(store, queue, runtime)
     probe = silent_probe if breakage == "probe" else answering_probe
     runtime.fail_start = "Docker refused container" if breakage == "start" else None
-    launch = servers.request_launch("demo", store=store, queue=queue, settings=settings)
+    launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
     runtime.down = breakage == "docker"
     proxy.down = breakage == "proxy"
     server = servers.launch_server(launch.server.id, store=store, runtime=runtime, proxy=proxy,
@@ -107,7 +107,7 @@ def test_a_failed_launch_leaves_no_container_or_route_and_says_why(
 def test_a_server_stopped_while_starting_is_not_marked_ready_and_leaves_nothing(
         store, queue, runtime, proxy, settings):
     _ready_staging(store, queue, runtime)
-    launch = servers.request_launch("demo", store=store, queue=queue, settings=settings)
+    launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
 
     def probe_then_stop(base, token, *, timeout, still_running):
         servers.request_stop(launch.server.id, store=store, queue=queue)
@@ -150,9 +150,9 @@ def test_a_stop_while_docker_is_down_raises_to_be_retried_and_stays_stopping(
 def test_launches_past_capacity_are_refused(store, queue, runtime, settings):
     _ready_staging(store, queue, runtime)
     for _ in range(settings.max_servers):
-        servers.request_launch("demo", store=store, queue=queue, settings=settings)
+        deploy.request_launch("demo", store=store, queue=queue, settings=settings)
     with pytest.raises(CapacityExceeded):
-        servers.request_launch("demo", store=store, queue=queue, settings=settings)
+        deploy.request_launch("demo", store=store, queue=queue, settings=settings)
 
 
 def test_a_launch_that_cannot_be_queued_fails_the_server_and_frees_its_place(
@@ -160,7 +160,7 @@ def test_a_launch_that_cannot_be_queued_fails_the_server_and_frees_its_place(
     _ready_staging(store, queue, runtime)
     queue.down = True
     with pytest.raises(DependencyDown):
-        servers.request_launch("demo", store=store, queue=queue, settings=settings)
+        deploy.request_launch("demo", store=store, queue=queue, settings=settings)
     (server,) = store.list_servers()
     assert server.status == ServerStatus.FAILED and "could not queue" in server.error
     assert store.active_server_count() == 0
@@ -169,9 +169,9 @@ def test_a_launch_that_cannot_be_queued_fails_the_server_and_frees_its_place(
 def test_launching_a_staging_that_is_not_ready_says_what_to_do(store, queue, runtime, settings):
     stagings.put_staging("demo", {"image": IMAGE}, store=store, queue=queue)
     with pytest.raises(Conflict, match="not ready yet"):
-        servers.request_launch("demo", store=store, queue=queue, settings=settings)
+        deploy.request_launch("demo", store=store, queue=queue, settings=settings)
     with pytest.raises(NotFound):
-        servers.request_launch("other", store=store, queue=queue, settings=settings)
+        deploy.request_launch("other", store=store, queue=queue, settings=settings)
 
 
 def test_deleting_a_staging_with_servers_needs_force_and_then_stops_them(
@@ -179,7 +179,7 @@ def test_deleting_a_staging_with_servers_needs_force_and_then_stops_them(
     _ready_staging(store, queue, runtime)
     _, server = _launch(store, queue, runtime, proxy, settings)
     with pytest.raises(Conflict, match="force=true"):
-        servers.delete_staging("demo", force=False, store=store, queue=queue)
-    servers.delete_staging("demo", force=True, store=store, queue=queue)
+        deploy.delete_staging("demo", force=False, store=store, queue=queue)
+    deploy.delete_staging("demo", force=True, store=store, queue=queue)
     assert store.get_staging("demo") is None
     assert store.get_server(server.id).status == ServerStatus.STOPPING

@@ -53,6 +53,55 @@ end
 return {1, current}
 """
 
+# Mark a starting server ready and, for a pooled one, put it in its pool's ready list.
+_READY = """
+if redis.call('HGET', KEYS[1], 'status') ~= '"starting"' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[2] == '1' then redis.call('RPUSH', KEYS[2], ARGV[1]) end
+return 1
+"""
+
+# Claim a ready server from a pool, in one step: pop it, check it is ready, unclaimed and of
+# the staging's current version, stamp the claim, count the hit. Servers that fail the check
+# are left out of the list for upkeep to retire. A miss is counted when the list runs dry.
+_CLAIM = """
+local version = redis.call('HGET', KEYS[2], 'version')
+if not version then return false end
+while true do
+  local id = redis.call('LPOP', KEYS[1])
+  if not id then
+    if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HINCRBY', KEYS[3], 'misses', 1) end
+    return false
+  end
+  local server = ARGV[1] .. id
+  local fields = redis.call('HMGET', server, 'status', 'staging_version', 'claimed_at')
+  if fields[1] == '"ready"' and fields[2] == version and fields[3] == 'null' then
+    redis.call('HSET', server, unpack(ARGV, 2))
+    redis.call('HINCRBY', KEYS[3], 'hits', 1)
+    return id
+  end
+end
+"""
+
+# Take an unclaimed server out of its pool and mark it stopping; never a claimed one.
+_RETIRE = """
+local fields = redis.call('HMGET', KEYS[2], 'status', 'claimed_at')
+if fields[2] and fields[2] ~= 'null' then return 0 end
+redis.call('LREM', KEYS[1], 0, ARGV[1])
+local status = fields[1]
+if status == '"pending"' or status == '"starting"' or status == '"ready"' then
+  redis.call('HSET', KEYS[2], 'status', '"stopping"', 'error', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# Release a lock only if this holder still has it.
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # Write a staging only if no newer version of it has been written.
 _SAVE_STAGING = """
 local stored = redis.call('HGET', KEYS[1], 'version')
@@ -115,6 +164,12 @@ class RedisStore:
     SERVER = "binderq:server:{id}"
     SERVERS = "binderq:servers"
     ACTIVE_SERVERS = "binderq:servers:active"
+    POOLS = "binderq:pools"
+    POOL = "binderq:pool:{staging}"
+    POOL_READY = "binderq:pool:{staging}:ready"
+    POOL_LOCK = "binderq:pool:{staging}:lock"
+    POOL_DIRTY = "binderq:pool:{staging}:dirty"
+    POOL_QUEUED = "binderq:pool:{staging}:replenish-queued"
     TASK = "binderq:task:{id}"
     USER_TOKEN = "binderq:user-token:{hash}"
 
@@ -127,6 +182,10 @@ class RedisStore:
         self._transition_server = client.register_script(_TRANSITION_SERVER)
         self._save_staging = client.register_script(_SAVE_STAGING)
         self._finish_staging = client.register_script(_FINISH_STAGING)
+        self._ready = client.register_script(_READY)
+        self._claim = client.register_script(_CLAIM)
+        self._retire = client.register_script(_RETIRE)
+        self._release_lock = client.register_script(_RELEASE_LOCK)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
@@ -199,6 +258,14 @@ class RedisStore:
         applied, _ = self._transition_server(keys=keys, args=args)
         return self.get_server(server_id) if applied == 1 else None
 
+    def mark_ready(self, server: Server, **changes: Any) -> Server | None:
+        """starting -> ready; a pooled, unclaimed server also joins its pool's ready list."""
+        to_pool = server.pooled and server.claimed_at is None
+        keys = [self.SERVER.format(id=server.id), self.POOL_READY.format(staging=server.staging)]
+        args = [server.id, "1" if to_pool else "0",
+                *_encode({"status": "ready", **{k: _jsonable(v) for k, v in changes.items()}})]
+        return self.get_server(server.id) if self._ready(keys=keys, args=args) else None
+
     def list_servers(self) -> list[Server]:
         """Every server Redis still remembers, newest first; forgets ids whose record expired."""
         ids = [_text(server_id) for server_id in self.redis.smembers(self.SERVERS)]
@@ -217,6 +284,70 @@ class RedisStore:
         ids = [_text(server_id) for server_id in self.redis.smembers(self.ACTIVE_SERVERS)]
         servers = (self.get_server(server_id) for server_id in ids)
         return [server for server in servers if server is not None]
+
+    # -- pools ----------------------------------------------------------------------------
+
+    def set_pool_size(self, staging: str, size: int) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self.POOL.format(staging=staging), "size", size)
+            pipe.hsetnx(self.POOL.format(staging=staging), "hits", 0)
+            pipe.hsetnx(self.POOL.format(staging=staging), "misses", 0)
+            pipe.sadd(self.POOLS, staging)
+            pipe.execute()
+
+    def pool_counters(self, staging: str) -> dict[str, int] | None:
+        """{size, hits, misses} of a staging's pool, or None when it has none."""
+        raw = self.redis.hgetall(self.POOL.format(staging=staging))
+        return {_text(key): int(value) for key, value in raw.items()} if raw else None
+
+    def pool_names(self) -> list[str]:
+        return sorted(_text(name) for name in self.redis.smembers(self.POOLS))
+
+    def forget_pool(self, staging: str) -> None:
+        keys = [template.format(staging=staging) for template in
+                (self.POOL, self.POOL_READY, self.POOL_DIRTY, self.POOL_QUEUED)]
+        with self.redis.pipeline() as pipe:
+            pipe.delete(*keys)
+            pipe.srem(self.POOLS, staging)
+            pipe.execute()
+
+    def claim_pooled_server(self, staging: str, **claim: Any) -> Server | None:
+        """Atomically take a ready server of the staging's current version from its pool."""
+        keys = [self.POOL_READY.format(staging=staging), self.STAGING.format(name=staging),
+                self.POOL.format(staging=staging)]
+        args = [self.SERVER.format(id=""), *_encode({k: _jsonable(v) for k, v in claim.items()})]
+        claimed = self._claim(keys=keys, args=args)
+        return self.get_server(_text(claimed)) if claimed else None
+
+    def retire_pooled_server(self, server: Server, reason: str) -> bool:
+        """Take an unclaimed server out of its pool, marked stopping; False if claimed."""
+        keys = [self.POOL_READY.format(staging=server.staging), self.SERVER.format(id=server.id)]
+        return bool(self._retire(keys=keys, args=[server.id, json.dumps(reason)]))
+
+    def ready_in_pool(self, staging: str) -> int:
+        return int(self.redis.llen(self.POOL_READY.format(staging=staging)))
+
+    def acquire_pool_lock(self, staging: str, holder: str, ttl: float) -> bool:
+        key = self.POOL_LOCK.format(staging=staging)
+        return bool(self.redis.set(key, holder, nx=True, px=int(ttl * 1000)))
+
+    def release_pool_lock(self, staging: str, holder: str) -> None:
+        self._release_lock(keys=[self.POOL_LOCK.format(staging=staging)], args=[holder])
+
+    def mark_pool_dirty(self, staging: str) -> None:
+        self.redis.set(self.POOL_DIRTY.format(staging=staging), 1)
+
+    def take_pool_dirty(self, staging: str) -> bool:
+        """Whether the pool was marked dirty since the last take; clears the mark."""
+        return bool(self.redis.getdel(self.POOL_DIRTY.format(staging=staging)))
+
+    def claim_replenish_slot(self, staging: str, ttl: int) -> bool:
+        """True if no replenish is queued for the staging yet (and now one is)."""
+        return bool(self.redis.set(self.POOL_QUEUED.format(staging=staging), 1, nx=True,
+                                   ex=ttl))
+
+    def release_replenish_slot(self, staging: str) -> None:
+        self.redis.delete(self.POOL_QUEUED.format(staging=staging))
 
     # -- tasks and tokens -----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from binderq.api import health, servers, stagings, tasks, tokens
+from binderq.api import health, metrics, pools, servers, stagings, tasks, tmpnb, tokens
 from binderq.api.context import EXTENSION, ApiContext
 from binderq.api.errors import register_error_handlers
 from binderq.settings import Settings
@@ -36,13 +36,14 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any) -> Fla
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         JSON_SORT_KEYS=False,
     )
+    app.url_map.strict_slashes = False  # /api/spawn and /api/spawn/ alike, as tmpnb took
     app.extensions[EXTENSION] = ApiContext(settings=settings, store=store, queue=queue,
                                            proxy=proxy)
     api = BinderqApi(app, spec_kwargs={"components": {"securitySchemes": {
         "token": {"type": "apiKey", "in": "header", "name": "Authorization",
                   "description": "`token <TOKEN>` or `Bearer <TOKEN>`"}}},
         "security": [{"token": []}]})
-    for module in (stagings, servers, tasks, tokens, health):
+    for module in (stagings, servers, pools, tmpnb, tasks, tokens, health):
         api.register_blueprint(module.blp)
-    app.url_map.strict_slashes = False
+    app.register_blueprint(metrics.blp)
     return app

@@ -40,6 +40,7 @@ RESOURCE_OF_BLUEPRINT = {
     "servers": "Server",
     "tasks": "Task",
     "tokens": "Token",
+    "pools": "Pool",
 }
 
 _CODE_OF_MESSAGE = {

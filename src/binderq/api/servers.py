@@ -18,7 +18,7 @@ from binderq.api.auth import (
 from binderq.api.context import context
 from binderq.api.stagings import StrictSchema, checked_name
 from binderq.domain.models import ServerStatus, to_dict
-from binderq.services import servers
+from binderq.services import deploy, servers
 from binderq.services.stagings import get_staging
 
 blp = Blueprint("servers", __name__, url_prefix="/api",
@@ -62,12 +62,12 @@ class StagingServers(MethodView):
         """Launch a server of a staging; poll its Location until `ready`."""
         ctx = context()
         staging = get_staging(checked_name(name), store=ctx.store)
-        _require_launch_right(ctx, public=staging.public)
-        launch = servers.request_launch(staging.name, store=ctx.store, queue=ctx.queue,
-                                        settings=ctx.settings)
+        require_launch_right(ctx, public=staging.public)
+        launch = deploy.request_launch(staging.name, store=ctx.store, queue=ctx.queue,
+                                       settings=ctx.settings)
         body = {**server_body(launch.server), "token": launch.token}
         location = url_for("servers.ServerById", server_id=launch.server.id)
-        return body, 202, {"Location": location}
+        return body, 201 if launch.server.pooled else 202, {"Location": location}
 
 
 @blp.route("/servers")
@@ -105,7 +105,8 @@ class ServerById(MethodView):
                                                                server_id=server_id)}
 
 
-def _require_launch_right(ctx: Any, *, public: bool) -> None:
+def require_launch_right(ctx: Any, *, public: bool) -> None:
+    """Public stagings launch freely under open launch auth; else the launch scope."""
     caller = ctx.caller()
     if public and ctx.settings.launch_auth == "open":
         require_known_token(caller)

@@ -15,7 +15,7 @@ from binderq.api.context import context
 from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.models import to_dict
 from binderq.domain.spec import memory_bytes
-from binderq.services import servers, stagings
+from binderq.services import deploy, stagings
 
 blp = Blueprint("stagings", __name__, url_prefix="/api/stagings",
                 description="Stage: named templates that servers are deployed from.")
@@ -188,5 +188,5 @@ class StagingByName(MethodView):
         """Delete a staging (operator); 409 while servers run, unless ?force=true."""
         ctx = context()
         require_operator(ctx.caller())
-        servers.delete_staging(checked_name(name), force=args["force"], store=ctx.store,
+        deploy.delete_staging(checked_name(name), force=args["force"], store=ctx.store,
                                queue=ctx.queue)

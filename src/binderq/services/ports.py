@@ -8,6 +8,8 @@ from typing import Any, Protocol
 STAGE_TASK = "binderq.stagings.stage"
 LAUNCH_TASK = "binderq.servers.launch"
 STOP_TASK = "binderq.servers.stop"
+REPLENISH_TASK = "binderq.pools.replenish"
+UPKEEP_TASK = "binderq.pools.upkeep"
 
 
 class TaskQueue(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
@@ -12,13 +13,13 @@ from binderq.domain.models import (
     ACTIVE_SERVER_STATUSES,
     Server,
     ServerStatus,
+    Staging,
     StagingStatus,
     utcnow,
 )
 from binderq.domain.spec import ServerSpec, server_base_url, server_spec
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
 from binderq.services.ports import LAUNCH_TASK, STOP_TASK, Proxy, ReadinessProbe, TaskQueue
-from binderq.services.stagings import get_staging
 from binderq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Launch:
-    """What a launch answers: the server, its token (shown once) and whether it was pooled."""
+    """What a launch answers: the server (pooled and ready, or pending) and its token."""
 
     server: Server
     token: str
@@ -39,10 +40,10 @@ def server_url(settings: Settings, server_id: str) -> str:
 # -- API side: validate, write, enqueue ---------------------------------------------------
 
 
-def request_launch(staging_name: str, *, store: RedisStore, queue: TaskQueue,
-                   settings: Settings) -> Launch:
+def request_cold_launch(staging: Staging, *, store: RedisStore, queue: TaskQueue,
+                        settings: Settings) -> Launch:
     """Reserve a place for a new server of a ready staging and queue its launch."""
-    staging = get_staging(staging_name, store=store)
+    staging_name = staging.name
     if staging.status == StagingStatus.STAGING:
         raise Conflict("Staging", f"staging {staging_name!r} is not ready yet (status: staging);"
                                   f" poll GET /api/stagings/{staging_name} until it is ready")
@@ -79,18 +80,6 @@ def request_stop(server_id: str, *, store: RedisStore, queue: TaskQueue) -> Serv
     return stopping or get_server(server_id, store=store)
 
 
-def delete_staging(name: str, *, force: bool, store: RedisStore, queue: TaskQueue) -> None:
-    """Remove a staging; with running servers only when forced, and then they are stopped."""
-    get_staging(name, store=store)
-    running = [server for server in store.active_servers() if server.staging == name]
-    if running and not force:
-        raise Conflict("Staging", f"staging {name!r} has {len(running)} running server(s); "
-                                  "stop them first or delete with ?force=true")
-    for server in running:
-        request_stop(server.id, store=store, queue=queue)
-    store.delete_staging(name)
-
-
 # -- worker side: containers, readiness, route --------------------------------------------
 
 
@@ -112,7 +101,7 @@ def launch_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime, 
         proxy.add_route(spec.base_url, target, server=server_id)
     except Exception as error:  # every failure ends the same way: clean up, say why
         return _fail_launch(server_id, error, store=store, runtime=runtime, proxy=proxy)
-    return _mark_ready(server_id, target, store=store, runtime=runtime, proxy=proxy,
+    return _mark_ready(server, target, store=store, runtime=runtime, proxy=proxy,
                        settings=settings)
 
 
@@ -144,13 +133,15 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: DockerRunti
     return spec, target
 
 
-def _mark_ready(server_id: str, target: str, *, store: RedisStore, runtime: DockerRuntime,
+def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: DockerRuntime,
                 proxy: Proxy, settings: Settings) -> Server | None:
+    """starting -> ready. A pooled server joins its pool; a cold one's idle clock starts."""
+    server_id = server.id
     now = utcnow()
-    ready = store.transition_server(
-        server_id, [ServerStatus.STARTING], status=ServerStatus.READY,
-        url=server_url(settings, server_id), target=target, ready_at=now, last_activity=now,
-    )
+    idle_clock = {} if server.pooled else {"last_activity": now, "cull_at": _cull_at(server,
+                                                                                      store, now)}
+    ready = store.mark_ready(server, url=server_url(settings, server_id), target=target,
+                             ready_at=now, **idle_clock)
     if ready is not None:
         return ready
     current = store.get_server(server_id)
@@ -158,6 +149,12 @@ def _mark_ready(server_id: str, target: str, *, store: RedisStore, runtime: Dock
         # Stopped while starting: what this run made must not outlive the server.
         _remove_everything(server_id, runtime=runtime, proxy=proxy)
     return current
+
+
+def _cull_at(server: Server, store: RedisStore, now):
+    staging = store.get_staging(server.staging)
+    timeout = min(staging.cull_timeout, staging.max_age) if staging else 600
+    return now + timedelta(seconds=timeout)
 
 
 def _fail_launch(server_id: str, error: Exception, *, store: RedisStore,

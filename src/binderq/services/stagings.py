@@ -17,7 +17,7 @@ from binderq.domain.models import (
     StagingStatus,
     utcnow,
 )
-from binderq.services.ports import STAGE_TASK, TaskQueue
+from binderq.services.ports import REPLENISH_TASK, STAGE_TASK, TaskQueue
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,10 @@ def put_staging(name: str, fields: dict[str, Any], *, store: RedisStore,
         wanted.created_at = existing.created_at
     store.save_staging(wanted)
     task_id = queue.enqueue(STAGE_TASK, name, wanted.version)
+    if existing and store.pool_counters(name) is not None:
+        # Roll the pool over: its servers are of the old version now, and the claim already
+        # refuses them; upkeep retires them and starts new ones once this version is ready.
+        queue.enqueue(REPLENISH_TASK, name)
     return StagingChange(wanted, "replaced" if existing else "created", task_id)
 
 
@@ -67,7 +71,8 @@ def get_staging(name: str, *, store: RedisStore) -> Staging:
     return staging
 
 
-def stage(name: str, version: int, *, store: RedisStore, runtime: DockerRuntime) -> Staging | None:
+def stage(name: str, version: int, *, store: RedisStore, runtime: DockerRuntime,
+          queue: TaskQueue | None = None) -> Staging | None:
     """Worker side: check that the staging's images are on the engine, then mark it."""
     staging = store.get_staging(name)
     if staging is None or staging.version != version:
@@ -87,6 +92,8 @@ def stage(name: str, version: int, *, store: RedisStore, runtime: DockerRuntime)
         image = runtime.image(staging.image or "")
         store.finish_staging(name, version, status=str(StagingStatus.READY), error=None,
                              image_id=image.id if image else None, updated_at=_now())
+        if queue is not None and store.pool_counters(name) is not None:
+            queue.enqueue(REPLENISH_TASK, name)  # fill the pool with this version
     return store.get_staging(name)
 
 

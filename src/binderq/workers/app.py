@@ -16,6 +16,8 @@ TASK_TIME_LIMITS = {
     "binderq.servers.launch": 300,
     "binderq.servers.stop": 120,
     "binderq.health.ping": 30,
+    "binderq.pools.replenish": 60,
+    "binderq.pools.upkeep": 120,
 }
 DEFAULT_TIME_LIMIT = 300
 # A message a worker took but never acked is handed out again after this many seconds, so it
@@ -35,7 +37,20 @@ TASK_MODULES = [
     "binderq.workers.tasks.stagings",
     "binderq.workers.tasks.servers",
     "binderq.workers.tasks.health",
+    "binderq.workers.tasks.pools",
 ]
+
+# Seconds between runs of each periodic task that celery beat (exactly one) sends.
+POOL_UPKEEP_INTERVAL = 5.0
+
+BEAT_SCHEDULE = {
+    "pool-upkeep": {
+        "task": "binderq.pools.upkeep",
+        "schedule": POOL_UPKEEP_INTERVAL,
+        # A run that waited longer than its interval is superseded by the next one.
+        "options": {"expires": POOL_UPKEEP_INTERVAL},
+    },
+}
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -61,5 +76,6 @@ def make_celery(settings: Settings) -> Celery:
         result_expires=24 * 3600,
         worker_hijack_root_logger=False,
         enable_utc=True,
+        beat_schedule=BEAT_SCHEDULE,
     )
     return app

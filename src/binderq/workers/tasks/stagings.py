@@ -17,5 +17,6 @@ NAME = "binderq.stagings.stage"
 def stage(name: str, version: int) -> str | None:
     """Check a staging's images on the engine and mark it ready or failed."""
     context = worker_context()
-    staging = stagings.stage(name, version, store=context.store, runtime=context.runtime)
+    staging = stagings.stage(name, version, store=context.store, runtime=context.runtime,
+                             queue=context.queue)
     return str(staging.status) if staging else None

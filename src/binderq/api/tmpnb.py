@@ -1,0 +1,69 @@
+"""tmpnb's API, served from the default staging's pool: a tmpnb client works unchanged."""
+
+from __future__ import annotations
+
+from flask import jsonify
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from binderq import __version__
+from binderq.api.context import context
+from binderq.api.servers import require_launch_right
+from binderq.domain.errors import NotFound
+from binderq.domain.spec import server_base_url
+from binderq.services import pools
+from binderq.services.stagings import get_staging
+
+blp = Blueprint("tmpnb", __name__, url_prefix="/api",
+                description="tmpnb's spawn and stats, on BINDERQ_DEFAULT_STAGING's pool.")
+
+
+class SpawnSchema(Schema):
+    url = fields.String(metadata={"description": "/user/{id}/?token=..."})
+
+
+class StatsSchema(Schema):
+    available = fields.Integer()
+    capacity = fields.Integer()
+    version = fields.String()
+    container_image = fields.String()
+
+
+def default_staging():
+    ctx = context()
+    if not ctx.settings.default_staging:
+        raise NotFound("Staging", "(none: set BINDERQ_DEFAULT_STAGING for the tmpnb door)")
+    return get_staging(ctx.settings.default_staging, store=ctx.store)
+
+
+@blp.route("/spawn/")
+class Spawn(MethodView):
+    @blp.response(200, SpawnSchema)
+    @blp.alt_response(429, description='The pool is empty: {"status": "full"}')
+    def post(self):
+        """A server from the default staging's pool, as tmpnb answered (no cold start)."""
+        ctx = context()
+        staging = default_staging()
+        require_launch_right(ctx, public=staging.public)
+        launch = pools.claim_from_pool(staging, store=ctx.store, queue=ctx.queue,
+                                       settings=ctx.settings)
+        if launch is None:
+            response = jsonify({"status": "full"})
+            response.status_code = 429
+            response.headers["Retry-After"] = "2"
+            return response
+        return {"url": f"{server_base_url(launch.server.id)}?token={launch.token}"}
+
+
+@blp.route("/stats")
+class Stats(MethodView):
+    @blp.response(200, StatsSchema)
+    def get(self):
+        """tmpnb's stats: servers available in the pool, its capacity, the image."""
+        ctx = context()
+        staging = default_staging()
+        counters = ctx.store.pool_counters(staging.name) or {}
+        return {"available": ctx.store.ready_in_pool(staging.name),
+                "capacity": counters.get("size", 0), "version": __version__,
+                "container_image": staging.image}

@@ -1,0 +1,192 @@
+"""Pool: servers pre-started per staging, so that a launch takes milliseconds."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from binderq.adapters.redis_store import RedisStore
+from binderq.domain.errors import CapacityExceeded, FieldError, InvalidInput, NotFound
+from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus, utcnow
+from binderq.domain.pools import Pool, PoolPlan, is_pooled_unclaimed, plan_pool
+from binderq.domain.tokens import new_server_id, new_task_id, server_token
+from binderq.services.ports import LAUNCH_TASK, REPLENISH_TASK, STOP_TASK, TaskQueue
+from binderq.services.servers import Launch
+from binderq.services.stagings import get_staging
+from binderq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL = 60.0  # seconds; upkeep only reads and enqueues, so a run takes well under this
+MAX_ROUNDS = 5  # upkeep runs again while replenishes arrived during a run, this many times
+QUEUED_TTL = 30  # seconds a queued replenish keeps others from being queued
+
+
+# -- API side -----------------------------------------------------------------------------
+
+
+def set_pool_size(staging_name: str, size: int, *, store: RedisStore, queue: TaskQueue,
+                  settings: Settings) -> Pool:
+    """Set how many servers the pool keeps ready; upkeep starts or stops servers to match."""
+    get_staging(staging_name, store=store)
+    if size > settings.max_servers:
+        raise InvalidInput("Pool", errors=[FieldError(
+            "size", "invalid", f"a pool of {size} is larger than the service's capacity of "
+                               f"{settings.max_servers} servers (BINDERQ_MAX_SERVERS)")])
+    store.set_pool_size(staging_name, size)
+    request_replenish(staging_name, store=store, queue=queue)
+    return get_pool(staging_name, store=store)
+
+
+def get_pool(staging_name: str, *, store: RedisStore) -> Pool:
+    counters = store.pool_counters(staging_name)
+    if counters is None:
+        raise NotFound("Pool", staging_name)
+    servers = [s for s in store.active_servers() if s.staging == staging_name and s.pooled]
+    waiting = [s for s in servers if is_pooled_unclaimed(s)]
+    return Pool(
+        staging=staging_name,
+        size=counters.get("size", 0),
+        ready=sum(s.status == ServerStatus.READY for s in waiting),
+        starting=sum(s.status in (ServerStatus.PENDING, ServerStatus.STARTING)
+                     for s in waiting),
+        in_use=sum(s.claimed_at is not None and s.status == ServerStatus.READY
+                   for s in servers),
+        hits=counters.get("hits", 0),
+        misses=counters.get("misses", 0),
+    )
+
+
+def list_pools(*, store: RedisStore) -> list[Pool]:
+    pools = []
+    for name in store.pool_names():
+        try:
+            pools.append(get_pool(name, store=store))
+        except NotFound:
+            continue
+    return pools
+
+
+def drain_pool(staging_name: str, *, store: RedisStore, queue: TaskQueue) -> Pool:
+    """Size 0: every unclaimed pooled server is stopped; claimed ones run on."""
+    if store.pool_counters(staging_name) is None:
+        raise NotFound("Pool", staging_name)
+    store.set_pool_size(staging_name, 0)
+    retire_unclaimed(staging_name, "retired from the pool: the pool was deleted",
+                     store=store, queue=queue)
+    return get_pool(staging_name, store=store)
+
+
+def retire_unclaimed(staging_name: str, reason: str, *, store: RedisStore,
+                     queue: TaskQueue) -> None:
+    for server in store.active_servers():
+        if server.staging == staging_name and is_pooled_unclaimed(server) \
+                and store.retire_pooled_server(server, reason):
+            queue.enqueue(STOP_TASK, server.id)
+
+
+def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
+                    settings: Settings) -> Launch | None:
+    """A ready server from the staging's pool, claimed atomically; None if it has none.
+
+    No Docker or proxy call: pooled servers were routed when they became ready, and their
+    token, derived from the secret, is known to no one before this answer.
+    """
+    now = utcnow()
+    server = store.claim_pooled_server(
+        staging.name, claimed_at=now, last_activity=now,
+        cull_at=now + timedelta(seconds=min(staging.cull_timeout, staging.max_age)),
+    )
+    if server is None:
+        return None
+    request_replenish(staging.name, store=store, queue=queue)
+    return Launch(server, server_token(settings.secret_key, server.id))
+
+
+def request_replenish(staging_name: str, *, store: RedisStore, queue: TaskQueue) -> None:
+    """Queue a replenish unless one is already queued (it will see the newest state)."""
+    if store.claim_replenish_slot(staging_name, QUEUED_TTL):
+        queue.enqueue(REPLENISH_TASK, staging_name)
+    else:
+        store.mark_pool_dirty(staging_name)
+
+
+# -- worker side --------------------------------------------------------------------------
+
+
+def replenish_pool(staging_name: str, *, store: RedisStore, runtime, queue: TaskQueue,
+                   settings: Settings) -> PoolPlan | None:
+    """Observe the pool, its containers and the staging; decide; act. Under a lock.
+
+    A replenish that arrives while another runs marks the pool dirty (before trying the
+    lock), and the runner goes round again, so no request for upkeep is lost.
+    """
+    store.release_replenish_slot(staging_name)
+    holder = secrets.token_hex(8)
+    plan = None
+    for _ in range(MAX_ROUNDS):
+        store.mark_pool_dirty(staging_name)
+        if not store.acquire_pool_lock(staging_name, holder, LOCK_TTL):
+            return plan  # the holder sees the dirty mark and runs again
+        try:
+            store.take_pool_dirty(staging_name)
+            plan = _upkeep_once(staging_name, store=store, runtime=runtime, queue=queue,
+                                settings=settings)
+        finally:
+            store.release_pool_lock(staging_name, holder)
+        if not store.take_pool_dirty(staging_name):
+            return plan
+    return plan
+
+
+def upkeep_all_pools(*, store: RedisStore, runtime, queue: TaskQueue,
+                     settings: Settings) -> dict[str, PoolPlan | None]:
+    """Replenish every pool (celery beat runs this)."""
+    return {name: replenish_pool(name, store=store, runtime=runtime, queue=queue,
+                                 settings=settings) for name in store.pool_names()}
+
+
+def _upkeep_once(staging_name: str, *, store: RedisStore, runtime, queue: TaskQueue,
+                 settings: Settings) -> PoolPlan:
+    staging = store.get_staging(staging_name)
+    counters = store.pool_counters(staging_name)
+    servers = [s for s in store.active_servers()
+               if s.staging == staging_name and is_pooled_unclaimed(s)]
+    if staging is None or counters is None:
+        plan = PoolPlan(retire={s.id: "retired from the pool: its staging was deleted"
+                                for s in servers})
+    else:
+        running = {c.server_id for c in runtime.server_containers()
+                   if c.role == "notebook" and c.running}
+        plan = plan_pool(size=counters.get("size", 0), version=staging.version,
+                         staging_ready=staging.status == StagingStatus.READY,
+                         max_age=staging.max_age, now=utcnow(), servers=servers,
+                         running=running)
+    _act(plan, staging, servers, store=store, queue=queue, settings=settings)
+    return plan
+
+
+def _act(plan: PoolPlan, staging: Staging | None, servers: list[Server], *, store: RedisStore,
+         queue: TaskQueue, settings: Settings) -> None:
+    by_id = {server.id: server for server in servers}
+    for server_id, reason in plan.retire.items():
+        if store.retire_pooled_server(by_id[server_id], reason):
+            log.info("pool %s: retiring %s (%s)", by_id[server_id].staging, server_id, reason)
+            queue.enqueue(STOP_TASK, server_id)
+    for _ in range(plan.start if staging else 0):
+        if not _start_pooled_server(staging, store=store, queue=queue, settings=settings):
+            break
+
+
+def _start_pooled_server(staging: Staging, *, store: RedisStore, queue: TaskQueue,
+                         settings: Settings) -> bool:
+    server = Server(id=new_server_id(), staging=staging.name, staging_version=staging.version,
+                    pooled=True, task_id=new_task_id())
+    try:
+        store.reserve_server(server, settings.max_servers)
+    except CapacityExceeded:
+        log.warning("pool %s: at capacity, cannot start more servers", staging.name)
+        return False
+    queue.enqueue(LAUNCH_TASK, server.id, task_id=server.task_id)
+    return True

@@ -1,0 +1,33 @@
+"""Pool tasks: replenish one pool (after a claim or a size change), or all (celery beat)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from binderq.domain.errors import DependencyDown
+from binderq.services import pools
+from binderq.workers.app import TASK_TIME_LIMITS
+from binderq.workers.context import worker_context
+
+REPLENISH = "binderq.pools.replenish"
+UPKEEP = "binderq.pools.upkeep"
+
+
+@shared_task(name=REPLENISH, time_limit=TASK_TIME_LIMITS[REPLENISH],
+             autoretry_for=(DependencyDown,), retry_backoff=2, retry_backoff_max=30,
+             max_retries=5)
+def replenish(staging: str) -> dict | None:
+    """Bring one staging's pool to its size: retire dead, old or stale servers, start new."""
+    context = worker_context()
+    plan = pools.replenish_pool(staging, store=context.store, runtime=context.runtime,
+                                queue=context.queue, settings=context.settings)
+    return {"start": plan.start, "retire": plan.retire} if plan else None
+
+
+@shared_task(name=UPKEEP, time_limit=TASK_TIME_LIMITS[UPKEEP])
+def upkeep() -> dict:
+    """Every pool's upkeep; celery beat runs this every few seconds."""
+    context = worker_context()
+    plans = pools.upkeep_all_pools(store=context.store, runtime=context.runtime,
+                                   queue=context.queue, settings=context.settings)
+    return {name: plan.start if plan else None for name, plan in plans.items()}
