@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 
 from binderq.adapters.chp_proxy import ChpProxy
 from binderq.adapters.docker_runtime import DockerRuntime
@@ -67,7 +68,7 @@ def settings(redis_url, proxy_ports, instance) -> Settings:
         operator_token=OPERATOR_TOKEN,
         secret_key=secrets.token_hex(16),
         instance=instance,
-        max_servers=10,
+        max_servers=24,
         launch_timeout=60,
     )
 
@@ -149,6 +150,30 @@ def launch_worker(settings, logs_dir):
     assert process.poll() is None, (logs_dir / "worker.log").read_text()[-3000:]
     yield process
     stop_process(process, timeout=20)
+
+
+@pytest.fixture(scope="session")
+def api_url(settings, logs_dir):
+    """The API under real gunicorn, as production runs it."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "2",
+         "--threads", "16", "--bind", f"127.0.0.1:{port}",
+         "binderq.bootstrap:create_wsgi_app()"],
+        env=settings_env(settings), stdout=open(logs_dir / "gunicorn.log", "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"{url}/api/openapi.json", timeout=1).status_code == 200
+        except requests.RequestException:
+            return process.poll() is not None
+
+    wait_until(answers, timeout=30, what="gunicorn")
+    assert process.poll() is None, (logs_dir / "gunicorn.log").read_text()[-3000:]
+    yield url
+    stop_process(process)
 
 
 @pytest.fixture

@@ -68,3 +68,25 @@ def test_an_unreachable_redis_is_a_dependency_error():
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     with pytest.raises(DependencyDown, match="Redis"):
         RedisStore(client).get_server("a")
+
+
+def test_concurrent_claims_hand_out_each_pooled_server_once(store):
+    from binderq.domain.models import utcnow
+
+    store.save_staging(Staging(name="demo", image="img", version=1,
+                               status=StagingStatus.READY))
+    store.set_pool_size("demo", 20)
+    for index in range(20):
+        server = Server(id=f"p{index}", staging="demo", staging_version=1, pooled=True,
+                        status=ServerStatus.STARTING)
+        store.reserve_server(server, max_servers=100)
+        assert store.mark_ready(server, url="u", target="t")
+
+    def claim(_: int):
+        claimed = store.claim_pooled_server("demo", claimed_at=utcnow())
+        return claimed.id if claimed else None
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        claimed = [server_id for server_id in pool.map(claim, range(200)) if server_id]
+    assert sorted(claimed) == sorted(f"p{index}" for index in range(20))
+    assert store.pool_counters("demo") == {"size": 20, "hits": 20, "misses": 180}
