@@ -10,6 +10,7 @@ command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v git >/dev/null || need_apt+=(git)
+command -v wrk >/dev/null || need_apt+=(wrk)  # the benchmarks' load generator
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   apt-get update -qq

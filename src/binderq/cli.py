@@ -30,6 +30,7 @@ from binderq.processes import (
 from binderq.settings import Settings, SettingsError
 
 API_PATHS = ("/api", "/build", "/health", "/metrics")
+WSGI_APP = "binderq.bootstrap:create_wsgi_app()"
 DEMO_STAGING = "notebook"
 
 
@@ -138,9 +139,7 @@ class Stack:
                                         self.settings.proxy_api_token,
                                         default_target=api_target,
                                         log_file=self.run_dir / "proxy.log"))
-        self._spawn("web", [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
-                            "--workers", "2", "--threads", "32", "--bind",
-                            f"127.0.0.1:{api_port}", "binderq.bootstrap:create_wsgi_app()"])
+        self._spawn("web", gunicorn_command(WSGI_APP, f"127.0.0.1:{api_port}"))
         self._spawn("worker-launch", _celery("worker", "-Q", "launches,maintenance",
                                              "--concurrency", "4", "-n", "launch@%h"))
         self._spawn("worker-build", _celery("worker", "-Q", "builds", "--concurrency", "1",
@@ -240,6 +239,12 @@ Launch a notebook of the demo staging, then open its url with ?token=<token>:
 
     def _keep(self, name: str, process: subprocess.Popen) -> None:
         self.processes.append((name, process))
+
+
+def gunicorn_command(app: str, bind: str) -> list[str]:
+    """How the API is served (binderq/gunicorn_conf.py says why)."""
+    return [sys.executable, "-m", "gunicorn", "--config", "python:binderq.gunicorn_conf",
+            "--bind", bind, app]
 
 
 def _interrupt(*_: object) -> None:

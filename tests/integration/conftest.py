@@ -21,6 +21,7 @@ from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
 from binderq.adapters.task_queue import CeleryTaskQueue
 from binderq.bootstrap import build_celery, create_wsgi_app
+from binderq.cli import WSGI_APP, gunicorn_command
 from binderq.processes import free_port, start_proxy, start_redis, stop_process, wait_until
 from binderq.settings import Settings
 
@@ -157,9 +158,7 @@ def api_url(settings, logs_dir):
     """The API under real gunicorn, as production runs it."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "2",
-         "--threads", "16", "--bind", f"127.0.0.1:{port}",
-         "binderq.bootstrap:create_wsgi_app()"],
+        gunicorn_command(WSGI_APP, f"127.0.0.1:{port}"),
         env=settings_env(settings), stdout=open(logs_dir / "gunicorn.log", "ab"),  # noqa: SIM115
         stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -46,6 +46,13 @@ def test_binderq_up_serves_the_demo_and_ctrl_c_removes_everything(notebook_image
                               timeout=10)
         assert status.status_code == 200
         assert requests.get(f"{base}/api/health", timeout=10).json()["ok"] is True
+
+        # The proxy keeps idle sockets to the API for 5 s; if the API closed them sooner
+        # (gunicorn's default keep-alive is 2 s), requests this far apart would hit a
+        # closing socket and get a 503.
+        for _ in range(4):
+            time.sleep(2.3)
+            assert requests.get(f"{base}/api/openapi.json", timeout=10).status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)

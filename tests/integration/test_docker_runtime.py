@@ -29,7 +29,7 @@ def test_a_server_starts_with_its_limits_labels_and_loopback_port(clean_runtime,
     assert attrs["Config"]["Labels"]["binderq.server"] == "rt1"
     assert list(attrs["NetworkSettings"]["Networks"]) == [spec.network]
     base = f"http://{host}:{port}{spec.base_url}"
-    status = wait_for_notebook(base, "tok", timeout=60, still_running=lambda: True)
+    status = wait_for_notebook(base, "tok", timeout=60, still_running=lambda: None)
     assert "last_activity" in status
     assert notebook_status(base, "wrong-token") is None
 
@@ -67,12 +67,27 @@ def test_a_notebook_that_exits_is_seen_as_stopped(clean_runtime, notebook_image,
     spec = _spec(notebook_image, "rt4", instance, command=["false"])
     clean_runtime.start_server(spec)
 
-    def running():
+    def why_stopped():
         state = clean_runtime.container_state(spec.notebook.name)
-        return state.running
+        return None if state.running else state.why_stopped()
 
-    with pytest.raises(LaunchFailed, match="stopped"):
-        wait_for_notebook("http://127.0.0.1:1/", "tok", timeout=10, still_running=running)
+    with pytest.raises(LaunchFailed, match="exited with code 1"):
+        wait_for_notebook("http://127.0.0.1:1/", "tok", timeout=10, still_running=why_stopped)
+
+
+def test_a_notebook_out_of_memory_is_named_as_such(clean_runtime, notebook_image, instance):
+    hog = ["python3", "-c", "x = bytearray(400 * 1024 * 1024); import time; time.sleep(60)"]
+    spec = _spec(notebook_image, "rt6", instance, command=hog)
+    clean_runtime.start_server(spec)
+
+    def stopped():
+        state = clean_runtime.container_state(spec.notebook.name)
+        return None if state.running else state
+
+    from tests.integration.conftest import wait_for
+
+    state = wait_for(stopped, timeout=30, what="the memory hog is killed")
+    assert state.oom_killed and "out of memory" in state.why_stopped()
 
 
 def test_unknown_images_are_none_and_launching_one_is_a_clear_failure(clean_runtime, instance):
@@ -87,3 +102,22 @@ def test_an_unreachable_engine_is_a_dependency_error(instance):
         runtime.ping()
     with pytest.raises(DependencyDown, match="Docker engine"):
         runtime.image("anything")
+
+
+def test_listing_and_removing_race_with_concurrent_removals(clean_runtime, notebook_image,
+                                                           instance):
+    from concurrent.futures import ThreadPoolExecutor
+
+    specs = [_spec(notebook_image, f"race{i}", instance, command=["sleep", "300"])
+             for i in range(6)]
+    for spec in specs:
+        clean_runtime.start_server(spec)
+
+    def remove(spec):
+        clean_runtime.remove_server(spec.server_id)
+        return clean_runtime.server_containers()
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        listings = list(pool.map(remove, specs + specs))  # each server removed twice at once
+    assert all(isinstance(listing, list) for listing in listings)
+    assert clean_runtime.server_containers() == []

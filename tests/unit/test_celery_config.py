@@ -48,3 +48,24 @@ def test_every_task_has_an_explicit_binderq_name_and_a_routed_queue():
     for name in ours:
         route = app.amqp.router.route({}, name)
         assert route["queue"].name in ("launches", "builds", "maintenance"), name
+
+
+def test_every_task_soft_limit_is_below_its_hard_limit():
+    # Celery refuses to send a task whose soft limit exceeds its hard one (beat included).
+    app = _app()
+    for name, task in app.tasks.items():
+        if not name.startswith("binderq."):
+            continue
+        hard = task.time_limit or app.conf.task_time_limit
+        soft = task.soft_time_limit or app.conf.task_soft_time_limit
+        assert soft <= hard, name
+
+
+def test_beat_can_send_every_scheduled_task():
+    app = _app()
+    app.conf.broker_url = "memory://"  # kombu's in-memory transport: a real publish
+    app.conf.result_backend = "cache+memory://"
+    for entry in app.conf.beat_schedule.values():
+        # What beat does for each entry; Celery checks the time limits here.
+        result = app.tasks[entry["task"]].apply_async(**entry.get("options", {}))
+        assert result.id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +25,9 @@ T = TypeVar("T")
 
 # Capabilities no notebook needs; the rest of Docker's default set stays, because images
 # built from users' Dockerfiles may start as root and chown their home, as docker-stacks do.
+# Seconds to wait for a network's containers to be detached before removing it fails.
+NETWORK_DETACH_WAIT = 10.0
+
 _DROPPED_CAPABILITIES = ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"]
 
 
@@ -40,10 +44,20 @@ class ContainerState:
     role: str
     status: str  # Docker's: created, running, exited, dead ...
     labels: dict[str, str]
+    exit_code: int | None = None
+    oom_killed: bool = False
 
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+    def why_stopped(self) -> str:
+        """A person's reading of why the container is not running."""
+        if self.oom_killed:
+            return "it ran out of memory (raise the staging's resources.memory)"
+        if self.exit_code is not None:
+            return f"it exited with code {self.exit_code}"
+        return f"its state is {self.status}"
 
 
 def _engine_errors_as_ours(method: Callable[..., T]) -> Callable[..., T]:
@@ -130,35 +144,50 @@ class DockerRuntime:
     @_engine_errors_as_ours
     def remove_server(self, server_id: str) -> None:
         """Remove every container and the network of a server; gone already is fine."""
-        for container in self._server_containers(server_id):
-            _remove_container(container)
-        for network in self.client.networks.list(filters={"label": self._server_label(server_id)}):
-            _ignore_gone(network.remove)
+        self._remove_labelled(self._server_label(server_id))
 
     @_engine_errors_as_ours
     def server_containers(self) -> list[ContainerState]:
         """Every notebook and service container of this binderq instance."""
-        containers = self.client.containers.list(
-            all=True, filters={"label": f"{LABEL_INSTANCE}={self.instance}"}
-        )
-        return [_state(container) for container in containers]
+        return [_listed_state(entry) for entry in self._list([self._instance_label])]
 
     @_engine_errors_as_ours
     def remove_instance(self) -> None:
-        """Remove every container and network of this instance (tests and `binderq down`)."""
-        label = f"{LABEL_INSTANCE}={self.instance}"
-        for container in self.client.containers.list(all=True, filters={"label": label}):
-            _remove_container(container)
-        for network in self.client.networks.list(filters={"label": label}):
-            _ignore_gone(network.remove)
+        """Remove every container and network of this instance (tests, `binderq up`'s end)."""
+        self._remove_labelled([self._instance_label])
+
+    @property
+    def _instance_label(self) -> str:
+        return f"{LABEL_INSTANCE}={self.instance}"
 
     def _server_label(self, server_id: str) -> list[str]:
-        return [f"{LABEL_INSTANCE}={self.instance}", f"{LABEL_SERVER}={server_id}"]
+        return [self._instance_label, f"{LABEL_SERVER}={server_id}"]
 
-    def _server_containers(self, server_id: str) -> list[Any]:
-        return self.client.containers.list(
-            all=True, filters={"label": self._server_label(server_id)}
-        )
+    def _list(self, labels: list[str]) -> list[dict[str, Any]]:
+        # The plain list, without inspecting each container: one removed meanwhile (by a
+        # concurrent stop, say) must not fail the listing with a 404.
+        return self.client.api.containers(all=True, filters={"label": labels})
+
+    def _remove_labelled(self, labels: list[str]) -> None:
+        for entry in self._list(labels):
+            _ignore_gone(lambda cid=entry["Id"]: self.client.api.remove_container(
+                cid, force=True, v=True))
+        for network in self.client.api.networks(filters={"label": labels}):
+            self._remove_network(network["Id"], network.get("Name", ""))
+
+    def _remove_network(self, network_id: str, name: str) -> None:
+        """Remove a network once its containers are detached (a concurrent removal of them
+        may still be under way: Docker answers 403, 'has active endpoints', meanwhile)."""
+        deadline = time.monotonic() + NETWORK_DETACH_WAIT
+        while True:
+            try:
+                _ignore_gone(lambda: self.client.api.remove_network(network_id))
+                return
+            except docker.errors.APIError as error:
+                if error.status_code != 403 or time.monotonic() > deadline:
+                    raise DependencyDown("Docker engine", f"network {name} could not be "
+                                         f"removed: {_short(error)}") from error
+                time.sleep(0.1)
 
     def _ensure_network(self, name: str, labels: dict[str, str]) -> Any:
         existing = self.client.networks.list(names=[name])
@@ -225,17 +254,29 @@ def _connect(docker_host: str, timeout: float) -> docker.DockerClient:
 
 def _state(container: Any) -> ContainerState:
     labels = dict(container.labels or {})
+    state = container.attrs.get("State") or {}
     return ContainerState(
         name=container.name,
         server_id=labels.get(LABEL_SERVER, ""),
         role=labels.get(LABEL_ROLE, ""),
         status=container.status,
         labels=labels,
+        exit_code=state.get("ExitCode") if container.status != "running" else None,
+        oom_killed=bool(state.get("OOMKilled")),
     )
 
 
-def _remove_container(container: Any) -> None:
-    _ignore_gone(lambda: container.remove(force=True, v=True))
+def _listed_state(entry: dict[str, Any]) -> ContainerState:
+    """A ContainerState from the engine's container list (no exit code or OOM flag there)."""
+    labels = dict(entry.get("Labels") or {})
+    names = entry.get("Names") or [""]
+    return ContainerState(
+        name=names[0].lstrip("/"),
+        server_id=labels.get(LABEL_SERVER, ""),
+        role=labels.get(LABEL_ROLE, ""),
+        status=entry.get("State", ""),
+        labels=labels,
+    )
 
 
 def _ignore_gone(action: Callable[[], Any]) -> None:

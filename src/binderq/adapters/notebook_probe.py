@@ -31,8 +31,11 @@ def last_activity(status: dict[str, Any]) -> datetime | None:
 
 
 def wait_for_notebook(base: str, token: str, *, timeout: float,
-                      still_running: Callable[[], bool]) -> dict[str, Any]:
-    """Poll until the notebook at base answers; LaunchFailed if it stops or takes too long."""
+                      still_running: Callable[[], str | None]) -> dict[str, Any]:
+    """Poll until the notebook at base answers; LaunchFailed if it stops or takes too long.
+
+    still_running answers None while the container runs, else why it stopped.
+    """
     deadline = time.monotonic() + timeout
     polls = 0
     while time.monotonic() < deadline:
@@ -40,7 +43,10 @@ def wait_for_notebook(base: str, token: str, *, timeout: float,
         if status is not None:
             return status
         polls += 1
-        if polls % LIVENESS_EVERY == 0 and not still_running():
-            raise LaunchFailed("the server's container stopped before the notebook answered")
+        if polls % LIVENESS_EVERY == 0:
+            stopped = still_running()
+            if stopped:
+                raise LaunchFailed(f"the server's container stopped before the notebook "
+                                   f"answered: {stopped}")
         time.sleep(POLL_INTERVAL)
     raise LaunchFailed(f"the notebook did not answer within {timeout:g} s")

@@ -119,13 +119,15 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: DockerRunti
     host, port = runtime.published_address(spec.notebook.name, staging.port)
     target = f"http://{host}:{port}"
 
-    def still_running() -> bool:
+    def why_stopped() -> str | None:
         state = runtime.container_state(spec.notebook.name)
-        return bool(state and state.running)
+        if state is None:
+            return "it was removed"
+        return None if state.running else state.why_stopped()
 
     try:
         probe(f"{target}{spec.base_url}", token, timeout=settings.launch_timeout,
-              still_running=still_running)
+              still_running=why_stopped)
     except BinderqError as error:
         logs = runtime.logs_tail(spec.notebook.name).strip()
         tail = f"; its last log lines:\n{logs}" if logs else ""

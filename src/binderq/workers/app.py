@@ -53,6 +53,12 @@ BEAT_SCHEDULE = {
 }
 
 
+def time_limits(name: str) -> dict[str, int]:
+    """Hard and soft time limits of a task; the soft one (90%) lets it clean up first."""
+    hard = TASK_TIME_LIMITS.get(name, DEFAULT_TIME_LIMIT)
+    return {"time_limit": hard, "soft_time_limit": int(hard * 0.9)}
+
+
 def make_celery(settings: Settings) -> Celery:
     """A Celery app on the settings' Redis; the API uses it to send, workers to run."""
     app = Celery("binderq", broker=settings.redis_url, backend=settings.redis_url,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from celery import shared_task
 
 from binderq.services.health import check_docker
-from binderq.workers.app import TASK_TIME_LIMITS
+from binderq.workers.app import time_limits
 from binderq.workers.context import worker_context
 
 NAME = "binderq.health.ping"
 
 
-@shared_task(name=NAME, time_limit=TASK_TIME_LIMITS[NAME], acks_late=False)
+@shared_task(name=NAME, **time_limits(NAME), acks_late=False)
 def ping() -> dict:
     """Answer from a real worker process, with what that worker sees of the Docker engine."""
     return {"docker": check_docker(worker_context().runtime)}

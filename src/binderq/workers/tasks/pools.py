@@ -6,14 +6,14 @@ from celery import shared_task
 
 from binderq.domain.errors import DependencyDown
 from binderq.services import pools
-from binderq.workers.app import TASK_TIME_LIMITS
+from binderq.workers.app import time_limits
 from binderq.workers.context import worker_context
 
 REPLENISH = "binderq.pools.replenish"
 UPKEEP = "binderq.pools.upkeep"
 
 
-@shared_task(name=REPLENISH, time_limit=TASK_TIME_LIMITS[REPLENISH],
+@shared_task(name=REPLENISH, **time_limits(REPLENISH),
              autoretry_for=(DependencyDown,), retry_backoff=2, retry_backoff_max=30,
              max_retries=5)
 def replenish(staging: str) -> dict | None:
@@ -24,7 +24,7 @@ def replenish(staging: str) -> dict | None:
     return {"start": plan.start, "retire": plan.retire} if plan else None
 
 
-@shared_task(name=UPKEEP, time_limit=TASK_TIME_LIMITS[UPKEEP])
+@shared_task(name=UPKEEP, **time_limits(UPKEEP))
 def upkeep() -> dict:
     """Every pool's upkeep; celery beat runs this every few seconds."""
     context = worker_context()

@@ -6,14 +6,14 @@ from celery import shared_task
 
 from binderq.domain.errors import DependencyDown
 from binderq.services import servers
-from binderq.workers.app import TASK_TIME_LIMITS
+from binderq.workers.app import time_limits
 from binderq.workers.context import worker_context
 
 LAUNCH = "binderq.servers.launch"
 STOP = "binderq.servers.stop"
 
 
-@shared_task(name=LAUNCH, time_limit=TASK_TIME_LIMITS[LAUNCH])
+@shared_task(name=LAUNCH, **time_limits(LAUNCH))
 def launch(server_id: str) -> str | None:
     """Start a pending server; every failure ends it `failed` with a reason, not a retry."""
     context = worker_context()
@@ -23,7 +23,7 @@ def launch(server_id: str) -> str | None:
     return str(server.status) if server else None
 
 
-@shared_task(name=STOP, time_limit=TASK_TIME_LIMITS[STOP], autoretry_for=(DependencyDown,),
+@shared_task(name=STOP, **time_limits(STOP), autoretry_for=(DependencyDown,),
              retry_backoff=2, retry_backoff_max=60, max_retries=20)
 def stop(server_id: str) -> str | None:
     """Remove a server's route, containers and network; retried while Docker is down."""

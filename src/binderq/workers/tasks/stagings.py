@@ -6,13 +6,13 @@ from celery import shared_task
 
 from binderq.domain.errors import DependencyDown
 from binderq.services import stagings
-from binderq.workers.app import TASK_TIME_LIMITS
+from binderq.workers.app import time_limits
 from binderq.workers.context import worker_context
 
 NAME = "binderq.stagings.stage"
 
 
-@shared_task(name=NAME, time_limit=TASK_TIME_LIMITS[NAME], autoretry_for=(DependencyDown,),
+@shared_task(name=NAME, **time_limits(NAME), autoretry_for=(DependencyDown,),
              retry_backoff=2, retry_backoff_max=30, max_retries=5)
 def stage(name: str, version: int) -> str | None:
     """Check a staging's images on the engine and mark it ready or failed."""

@@ -1,0 +1,15 @@
+"""gunicorn's settings for the API: `gunicorn -c python:binderq.gunicorn_conf ...`.
+
+The Procfile, `binderq up` and the benchmarks all load this module, so they serve alike.
+"""
+
+# Threads, not processes, per connection: a client following a stream or polling holds a
+# thread, and two processes use both cores.
+worker_class = "gthread"
+workers = 2
+threads = 32
+
+# Longer than configurable-http-proxy keeps idle upstream sockets (Node's agent: 5 s).
+# With gunicorn's default of 2 s, the proxy reuses sockets gunicorn is closing, and every
+# few requests fail with "socket hang up" (a 503 to the user).
+keepalive = 75
