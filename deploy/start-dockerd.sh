@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Start the Docker engine as HOST.md describes, unless one already answers.
 # --iptables=false --ip-forward=false: containers get no route off the machine.
+# --default-address-pool: binderq gives every server its own bridge network; Docker's
+# default pools hold only about 31 networks, this one 4096 (/27 each, 30 addresses).
 set -euo pipefail
 
 if docker info >/dev/null 2>&1; then
@@ -10,7 +12,8 @@ if ! pgrep -x dockerd >/dev/null; then
   rm -f /var/run/docker.pid  # left by a dockerd that was killed; blocks the next start
   echo "setup: starting dockerd (log: /var/log/dockerd.log)"
   nohup dockerd --storage-driver=overlay2 --iptables=false --ip-forward=false \
-    --ip-masq=false >/var/log/dockerd.log 2>&1 &
+    --ip-masq=false --default-address-pool base=172.18.0.0/15,size=27 \
+    >/var/log/dockerd.log 2>&1 &
 fi
 for _ in $(seq 1 60); do
   docker info >/dev/null 2>&1 && exit 0

@@ -204,27 +204,36 @@ Launch a notebook of the demo staging, then open its url with ?token=<token>:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        """Stop every server this service runs, then every process, in reverse order."""
+        """Stop beat and the workers (so nothing starts anew), every server, then the rest."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
-        if self.processes:
-            print("binderq: stopping servers and processes ...", flush=True)
-            self._stop_servers()
-        for _, process in reversed(self.processes):
-            stop_process(process, timeout=15)
-        self.processes.clear()
+        if not self.processes:
+            return
+        print("binderq: stopping servers and processes ...", flush=True)
+        self._stop_processes(lambda name: name in ("beat", "worker-launch", "worker-build"))
+        self._stop_servers()
+        self._stop_processes(lambda name: True)
+
+    def _stop_processes(self, which) -> None:
+        for name, process in reversed(self.processes):
+            if which(name):
+                stop_process(process, timeout=15)
+        self.processes = [(n, p) for n, p in self.processes if p.poll() is None]
 
     def _stop_servers(self) -> None:
         from binderq.bootstrap import build_proxy, build_runtime, build_store
         from binderq.services.servers import stop_server
 
+        store = build_store(self.settings)
+        runtime, proxy = build_runtime(self.settings), build_proxy(self.settings)
         try:
-            store = build_store(self.settings)
-            runtime, proxy = build_runtime(self.settings), build_proxy(self.settings)
             for server in store.active_servers():
                 stop_server(server.id, store=store, runtime=runtime, proxy=proxy)
-            runtime.remove_instance()  # containers whose record never reached Redis
         except BinderqError as error:
-            print(f"binderq: could not stop every server: {error}", file=sys.stderr)
+            print(f"binderq: could not stop every server cleanly: {error}", file=sys.stderr)
+        try:
+            runtime.remove_instance()  # and containers whose record never reached Redis
+        except BinderqError as error:
+            print(f"binderq: could not remove every container: {error}", file=sys.stderr)
 
     def _check_children(self) -> None:
         for name, process in self.processes:

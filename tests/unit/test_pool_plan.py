@@ -43,3 +43,15 @@ def test_plan_pool(size, servers, running, staging_ready, start, retire):
                      servers=servers, running=running)
     assert plan.start == start
     assert plan.retire == retire
+
+
+@pytest.mark.parametrize("servers, failures, start", [
+    ([], 0, 3),
+    ([], 3, 1),
+    ([_server("a", STARTING)], 3, 0),
+    ([_server("a")], 5, 1),
+])
+def test_a_pool_whose_launches_keep_failing_starts_one_at_a_time(servers, failures, start):
+    plan = plan_pool(size=3, version=2, staging_ready=True, max_age=3600, now=NOW,
+                     servers=servers, running={s.id for s in servers}, recent_failures=failures)
+    assert plan.start == start

@@ -215,3 +215,13 @@ def test_tmpnb_spawn_hands_out_pooled_servers_then_says_full(
 
 def test_tmpnb_door_without_a_default_staging_is_404(client):
     _assert_error(client.post("/api/spawn/"), 404)
+
+
+def test_failing_pooled_launches_slow_the_pool_to_one_at_a_time(store, queue, runtime, proxy,
+                                                                settings):
+    _ready_staging(store, queue, runtime)
+    runtime.fail_start = "Docker refused container"
+    _fill(store, queue, runtime, proxy, settings, 4)  # all four fail
+    assert store.recent_pool_failures("demo") == 4
+    pools.replenish_pool("demo", store=store, runtime=runtime, queue=queue, settings=settings)
+    assert queue.names().count("binderq.servers.launch") == 1

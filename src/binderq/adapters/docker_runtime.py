@@ -169,11 +169,16 @@ class DockerRuntime:
         return self.client.api.containers(all=True, filters={"label": labels})
 
     def _remove_labelled(self, labels: list[str]) -> None:
-        for entry in self._list(labels):
-            _ignore_gone(lambda cid=entry["Id"]: self.client.api.remove_container(
-                cid, force=True, v=True))
-        for network in self.client.api.networks(filters={"label": labels}):
-            self._remove_network(network["Id"], network.get("Name", ""))
+        """Remove the labelled containers, then their networks; try all, raise the first."""
+        removals = [lambda cid=entry["Id"]: _ignore_gone(
+            lambda: self.client.api.remove_container(cid, force=True, v=True))
+            for entry in self._list(labels)]
+        failures = _run_all(removals)
+        networks = self.client.api.networks(filters={"label": labels})
+        failures += _run_all([lambda n=network: self._remove_network(n["Id"], n.get("Name", ""))
+                              for network in networks])
+        if failures:
+            raise failures[0]
 
     def _remove_network(self, network_id: str, name: str) -> None:
         """Remove a network once its containers are detached (a concurrent removal of them
@@ -196,11 +201,18 @@ class DockerRuntime:
             return exact[0]
         network_labels = {k: v for k, v in labels.items() if k != LABEL_ROLE}
         try:
-            return self.client.networks.create(name, driver="bridge", labels=network_labels)
+            return self.client.networks.create(name, driver="bridge", labels=network_labels,
+                                               check_duplicate=True)
         except docker.errors.APIError as error:
             if error.status_code == 409:  # a concurrent retry made it first
                 return self.client.networks.get(name)
-            raise
+            if "address pool" in _short(error) or "non-overlapping" in _short(error):
+                raise LaunchFailed(
+                    "the Docker engine has no address range left for another server network; "
+                    "start dockerd with a larger --default-address-pool (see "
+                    "docs/operations.md)") from error
+            raise LaunchFailed(f"Docker could not create network {name}: "
+                               f"{_short(error)}") from error
 
     def _find_or_create(self, spec: ContainerSpec, network: str) -> Any:
         try:
@@ -264,6 +276,19 @@ def _state(container: Any) -> ContainerState:
         exit_code=state.get("ExitCode") if container.status != "running" else None,
         oom_killed=bool(state.get("OOMKilled")),
     )
+
+
+def _run_all(actions: list[Callable[[], Any]]) -> list[DependencyDown]:
+    """Run every action; the failures, as ours."""
+    failures = []
+    for action in actions:
+        try:
+            action()
+        except DependencyDown as error:
+            failures.append(error)
+        except docker.errors.DockerException as error:
+            failures.append(DependencyDown("Docker engine", _short(error)))
+    return failures
 
 
 def _listed_state(entry: dict[str, Any]) -> ContainerState:

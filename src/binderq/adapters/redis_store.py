@@ -170,6 +170,7 @@ class RedisStore:
     POOL_LOCK = "binderq:pool:{staging}:lock"
     POOL_DIRTY = "binderq:pool:{staging}:dirty"
     POOL_QUEUED = "binderq:pool:{staging}:replenish-queued"
+    POOL_FAILURES = "binderq:pool:{staging}:failures"
     TASK = "binderq:task:{id}"
     USER_TOKEN = "binderq:user-token:{hash}"
 
@@ -305,7 +306,8 @@ class RedisStore:
 
     def forget_pool(self, staging: str) -> None:
         keys = [template.format(staging=staging) for template in
-                (self.POOL, self.POOL_READY, self.POOL_DIRTY, self.POOL_QUEUED)]
+                (self.POOL, self.POOL_READY, self.POOL_DIRTY, self.POOL_QUEUED,
+                 self.POOL_FAILURES)]
         with self.redis.pipeline() as pipe:
             pipe.delete(*keys)
             pipe.srem(self.POOLS, staging)
@@ -345,6 +347,17 @@ class RedisStore:
         """True if no replenish is queued for the staging yet (and now one is)."""
         return bool(self.redis.set(self.POOL_QUEUED.format(staging=staging), 1, nx=True,
                                    ex=ttl))
+
+    def count_pool_failure(self, staging: str, window: int) -> None:
+        """One more failed pooled launch; the count forgets itself window seconds on."""
+        key = self.POOL_FAILURES.format(staging=staging)
+        with self.redis.pipeline() as pipe:
+            pipe.set(key, 0, ex=window, nx=True)
+            pipe.incr(key)
+            pipe.execute()
+
+    def recent_pool_failures(self, staging: str) -> int:
+        return int(self.redis.get(self.POOL_FAILURES.format(staging=staging)) or 0)
 
     def release_replenish_slot(self, staging: str) -> None:
         self.redis.delete(self.POOL_QUEUED.format(staging=staging))

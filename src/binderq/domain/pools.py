@@ -12,6 +12,11 @@ REASON_OLD_VERSION = "retired from the pool: its staging was replaced"
 REASON_TOO_OLD = "retired from the pool: older than the staging's max_age"
 REASON_EXCESS = "retired from the pool: the pool was made smaller"
 
+# After this many failed pooled launches in a short while, start one server at a time:
+# a staging that cannot start (an image removed, a broken command) must not become a storm.
+FAILURES_BEFORE_BACKOFF = 3
+FAILURE_WINDOW = 60  # seconds
+
 
 @dataclass(frozen=True)
 class Pool:
@@ -37,13 +42,14 @@ def is_pooled_unclaimed(server: Server) -> bool:
 
 
 def plan_pool(*, size: int, version: int, staging_ready: bool, max_age: int, now: datetime,
-              servers: list[Server], running: set[str]) -> PoolPlan:
+              servers: list[Server], running: set[str], recent_failures: int = 0) -> PoolPlan:
     """Decide a pool's upkeep.
 
     servers: the staging's active, pooled, unclaimed servers. running: ids of servers whose
     notebook container runs. Servers of an old staging version, ready servers whose container
     died, and servers older than max_age are retired; then the pool is brought to size.
-    New servers start only while the staging is ready.
+    New servers start only while the staging is ready, and one at a time while launches
+    keep failing.
     """
     retire: dict[str, str] = {}
     for server in servers:
@@ -57,6 +63,9 @@ def plan_pool(*, size: int, version: int, staging_ready: bool, max_age: int, now
         ranked = sorted(healthy, key=lambda s: (s.status == ServerStatus.READY, -_age(s, now)))
         retire.update({server.id: REASON_EXCESS for server in ranked[:excess]})
     start = max(0, size - len(healthy)) if staging_ready else 0
+    if recent_failures >= FAILURES_BEFORE_BACKOFF:
+        starting = sum(s.status != ServerStatus.READY for s in healthy)
+        start = min(start, 0 if starting else 1)
     return PoolPlan(start=start, retire=retire)
 
 

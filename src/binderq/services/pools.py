@@ -9,7 +9,13 @@ from datetime import timedelta
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import CapacityExceeded, FieldError, InvalidInput, NotFound
 from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus, utcnow
-from binderq.domain.pools import Pool, PoolPlan, is_pooled_unclaimed, plan_pool
+from binderq.domain.pools import (
+    FAILURES_BEFORE_BACKOFF,
+    Pool,
+    PoolPlan,
+    is_pooled_unclaimed,
+    plan_pool,
+)
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
 from binderq.services.ports import LAUNCH_TASK, REPLENISH_TASK, STOP_TASK, TaskQueue
 from binderq.services.servers import Launch
@@ -159,10 +165,14 @@ def _upkeep_once(staging_name: str, *, store: RedisStore, runtime, queue: TaskQu
     else:
         running = {c.server_id for c in runtime.server_containers()
                    if c.role == "notebook" and c.running}
+        failures = store.recent_pool_failures(staging_name)
+        if failures >= FAILURES_BEFORE_BACKOFF:
+            log.warning("pool %s: %d launches failed lately; starting one at a time",
+                        staging_name, failures)
         plan = plan_pool(size=counters.get("size", 0), version=staging.version,
                          staging_ready=staging.status == StagingStatus.READY,
                          max_age=staging.max_age, now=utcnow(), servers=servers,
-                         running=running)
+                         running=running, recent_failures=failures)
     _act(plan, staging, servers, store=store, queue=queue, settings=settings)
     return plan
 

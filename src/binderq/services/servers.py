@@ -17,6 +17,7 @@ from binderq.domain.models import (
     StagingStatus,
     utcnow,
 )
+from binderq.domain.pools import FAILURE_WINDOW
 from binderq.domain.spec import ServerSpec, server_base_url, server_spec
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
 from binderq.services.ports import LAUNCH_TASK, STOP_TASK, Proxy, ReadinessProbe, TaskQueue
@@ -167,8 +168,11 @@ def _fail_launch(server_id: str, error: Exception, *, store: RedisStore,
         _remove_everything(server_id, runtime=runtime, proxy=proxy)
     except Exception as cleanup_error:  # reconcile removes what is left
         log.warning("cleanup after failed launch of %s failed: %s", server_id, cleanup_error)
-    store.transition_server(server_id, [ServerStatus.STARTING], status=ServerStatus.FAILED,
-                            error=reason, stopped_at=utcnow())
+    failed = store.transition_server(server_id, [ServerStatus.STARTING],
+                                     status=ServerStatus.FAILED, error=reason,
+                                     stopped_at=utcnow())
+    if failed is not None and failed.pooled:
+        store.count_pool_failure(failed.staging, FAILURE_WINDOW)
     return store.get_server(server_id)
 
 
