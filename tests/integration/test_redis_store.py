@@ -84,7 +84,7 @@ def test_concurrent_claims_hand_out_each_pooled_server_once(store):
 
     def claim(_: int):
         claimed = store.claim_pooled_server("demo", claimed_at=utcnow())
-        return claimed.id if claimed else None
+        return claimed.server.id if claimed else None
 
     with ThreadPoolExecutor(max_workers=32) as pool:
         claimed = [server_id for server_id in pool.map(claim, range(200)) if server_id]

@@ -225,3 +225,30 @@ def test_failing_pooled_launches_slow_the_pool_to_one_at_a_time(store, queue, ru
     assert store.recent_pool_failures("demo") == 4
     pools.replenish_pool("demo", store=store, runtime=runtime, queue=queue, settings=settings)
     assert queue.names().count("binderq.servers.launch") == 1
+
+
+def test_a_process_copy_of_a_staging_made_private_no_longer_lets_anyone_launch(
+        app, store, queue, runtime, proxy, settings):
+    from binderq.api.context import ApiContext
+
+    app.extensions["binderq"] = ApiContext(settings=settings.with_changes(launch_auth="open"),
+                                           store=store, queue=queue, proxy=proxy)
+    client = app.test_client()
+    _ready_staging(store, queue, runtime, public=True)
+    _fill(store, queue, runtime, proxy, settings, 2)
+    assert client.post("/api/stagings/demo/servers").status_code == 201  # now cached public
+    change = stagings.put_staging("demo", {"image": IMAGE, "public": False}, store=store,
+                                  queue=queue)
+    stagings.stage("demo", change.staging.version, store=store, runtime=runtime)
+    assert client.post("/api/stagings/demo/servers").status_code == 401
+    assert store.pool_counters("demo")["hits"] == 1
+
+
+def test_a_stale_copy_is_refused_by_the_claim_itself(pooled, store, queue, settings):
+    from binderq.domain.errors import StaleStaging
+
+    cached = store.get_staging("demo")
+    stagings.put_staging("demo", {"image": IMAGE, "env": {"V": "2"}}, store=store, queue=queue)
+    with pytest.raises(StaleStaging):
+        pools.claim_from_pool(cached, store=store, queue=queue, settings=settings)
+    assert store.ready_in_pool("demo") == 2  # nothing was taken

@@ -9,11 +9,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
 
-from binderq.domain.errors import CapacityExceeded, DependencyDown
+from binderq.domain.errors import CapacityExceeded, DependencyDown, StaleStaging
 from binderq.domain.models import (
     Server,
     ServerStatus,
@@ -24,6 +25,13 @@ from binderq.domain.models import (
 )
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PoolClaim:
+    server: Server
+    # True when no replenish was queued for the pool: the claimant must queue one.
+    queue_replenish: bool
 
 # Reserve a place for a new server: refuse past capacity, else write it and count it active.
 _RESERVE_SERVER = """
@@ -61,12 +69,16 @@ if ARGV[2] == '1' then redis.call('RPUSH', KEYS[2], ARGV[1]) end
 return 1
 """
 
-# Claim a ready server from a pool, in one step: pop it, check it is ready, unclaimed and of
-# the staging's current version, stamp the claim, count the hit. Servers that fail the check
-# are left out of the list for upkeep to retire. A miss is counted when the list runs dry.
+# Claim a ready server from a pool, in one step: refuse if the caller checked another version
+# of the staging than the current one ('stale'); pop a server, check it is ready, unclaimed
+# and of the current version, stamp the claim, count the hit, and ask for upkeep (queue
+# a replenish if none is queued, else mark the pool dirty). Returns {id, queue it?, fields}.
+# Servers that fail the check stay out of the list for upkeep to retire. A miss is counted
+# when the list runs dry.
 _CLAIM = """
 local version = redis.call('HGET', KEYS[2], 'version')
 if not version then return false end
+if ARGV[3] ~= '' and ARGV[3] ~= version then return {'stale'} end
 while true do
   local id = redis.call('LPOP', KEYS[1])
   if not id then
@@ -76,9 +88,10 @@ while true do
   local server = ARGV[1] .. id
   local fields = redis.call('HMGET', server, 'status', 'staging_version', 'claimed_at')
   if fields[1] == '"ready"' and fields[2] == version and fields[3] == 'null' then
-    redis.call('HSET', server, unpack(ARGV, 2))
+    redis.call('HSET', server, unpack(ARGV, 4))
     redis.call('HINCRBY', KEYS[3], 'hits', 1)
-    return id
+    local queue_it = redis.call('SET', KEYS[4], 1, 'NX', 'EX', tonumber(ARGV[2]))
+    return {id, queue_it and 1 or 0, redis.call('HGETALL', server)}
   end
 end
 """
@@ -313,13 +326,28 @@ class RedisStore:
             pipe.srem(self.POOLS, staging)
             pipe.execute()
 
-    def claim_pooled_server(self, staging: str, **claim: Any) -> Server | None:
-        """Atomically take a ready server of the staging's current version from its pool."""
+    def claim_pooled_server(self, staging: str, *, queued_ttl: int = 30,
+                            expected_version: int | None = None,
+                            **claim: Any) -> PoolClaim | None:
+        """Atomically take a ready server of the staging's current version from its pool.
+
+        One round trip, on the hot path of every pooled launch: the claim, the hit, the
+        claimed server's record, and whether a replenish must be queued. With
+        expected_version, StaleStaging if the staging is at another version now.
+        """
         keys = [self.POOL_READY.format(staging=staging), self.STAGING.format(name=staging),
-                self.POOL.format(staging=staging)]
-        args = [self.SERVER.format(id=""), *_encode({k: _jsonable(v) for k, v in claim.items()})]
+                self.POOL.format(staging=staging), self.POOL_QUEUED.format(staging=staging)]
+        expected = json.dumps(expected_version) if expected_version is not None else ""
+        args = [self.SERVER.format(id=""), queued_ttl, expected,
+                *_encode({k: _jsonable(v) for k, v in claim.items()})]
         claimed = self._claim(keys=keys, args=args)
-        return self.get_server(_text(claimed)) if claimed else None
+        if not claimed:
+            return None
+        if len(claimed) == 1:
+            raise StaleStaging(staging)
+        _, queue_replenish, flat = claimed
+        record = _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+        return PoolClaim(server_from_dict(record), bool(queue_replenish))
 
     def retire_pooled_server(self, server: Server, reason: str) -> bool:
         """Take an unclaimed server out of its pool, marked stopping; False if claimed."""

@@ -19,6 +19,7 @@ from binderq.domain.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    StaleStaging,
     Unauthorized,
 )
 
@@ -33,6 +34,7 @@ STATUS_OF = {
     DependencyDown: 503,
     Unauthorized: 401,
     Forbidden: 403,
+    StaleStaging: 409,
 }
 
 RESOURCE_OF_BLUEPRINT = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import url_for
+from flask import jsonify, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -17,15 +17,16 @@ from binderq.api.auth import (
 )
 from binderq.api.context import context
 from binderq.api.stagings import StrictSchema, checked_name
-from binderq.domain.models import ServerStatus, to_dict
+from binderq.domain.errors import StaleStaging
+from binderq.domain.models import Server, ServerStatus, isoformat
 from binderq.services import deploy, servers
-from binderq.services.stagings import get_staging
 
 blp = Blueprint("servers", __name__, url_prefix="/api",
                 description="Deploy: servers started from stagings, behind the proxy.")
 
 SERVER_FIELDS = ("id", "staging", "status", "url", "pooled", "created_at", "ready_at",
                  "last_activity", "cull_at", "error", "task_id")
+_TIME_FIELDS = {"created_at", "ready_at", "last_activity", "cull_at"}
 
 
 class ServerSchema(Schema):
@@ -48,9 +49,13 @@ class ServerListArgs(StrictSchema):
     status = fields.String(validate=validate.OneOf([str(status) for status in ServerStatus]))
 
 
-def server_body(server: Any) -> dict[str, Any]:
-    record = to_dict(server)
-    return {key: record[key] for key in SERVER_FIELDS}
+def server_body(server: Server) -> dict[str, Any]:
+    """The API's view of a server (no token; the launch answer adds it)."""
+    body = {key: getattr(server, key) for key in SERVER_FIELDS}
+    for key in _TIME_FIELDS:
+        body[key] = isoformat(body[key])
+    body["status"] = str(server.status)
+    return body
 
 
 @blp.route("/stagings/<path:name>/servers")
@@ -61,13 +66,14 @@ class StagingServers(MethodView):
     def post(self, name: str):
         """Launch a server of a staging; poll its Location until `ready`."""
         ctx = context()
-        staging = get_staging(checked_name(name), store=ctx.store)
-        require_launch_right(ctx, public=staging.public)
-        launch = deploy.request_launch(staging.name, store=ctx.store, queue=ctx.queue,
-                                       settings=ctx.settings)
+        launch = _launch(ctx, checked_name(name))
         body = {**server_body(launch.server), "token": launch.token}
-        location = url_for("servers.ServerById", server_id=launch.server.id)
-        return body, 201 if launch.server.pooled else 202, {"Location": location}
+        location = f"/api/servers/{launch.server.id}"
+        # Serialized here, not by the schema: this is the pooled launch's hot path.
+        response = jsonify(body)
+        response.status_code = 201 if launch.server.pooled else 202
+        response.headers["Location"] = location
+        return response
 
 
 @blp.route("/servers")
@@ -103,6 +109,19 @@ class ServerById(MethodView):
         server = servers.request_stop(server_id, store=ctx.store, queue=ctx.queue)
         return server_body(server), 202, {"Location": url_for("servers.ServerById",
                                                                server_id=server_id)}
+
+
+def _launch(ctx: Any, name: str) -> Any:
+    """Launch from this process's copy of the staging; if it proved stale, read it again."""
+    for fresh in (False, True):
+        staging = ctx.stagings.get(name, ctx.store, fresh=fresh)
+        require_launch_right(ctx, public=staging.public)
+        try:
+            return deploy.request_launch(staging, store=ctx.store, queue=ctx.queue,
+                                         settings=ctx.settings)
+        except StaleStaging:
+            continue
+    raise StaleStaging(name)  # changed twice within one request: let the client retry
 
 
 def require_launch_right(ctx: Any, *, public: bool) -> None:

@@ -90,3 +90,14 @@ class LaunchFailed(BinderqError):
     """A server could not be started; the message is for the person who asked."""
 
     message: str
+
+
+@dataclass
+class StaleStaging(BinderqError):
+    """The staging changed since the caller read it; read it again and retry."""
+
+    name: str
+
+    @property
+    def message(self) -> str:  # type: ignore[override]
+        return f"staging {self.name!r} changed meanwhile"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import Conflict
+from binderq.domain.models import Staging
 from binderq.domain.pools import is_pooled_unclaimed
 from binderq.services.pools import claim_from_pool, retire_unclaimed
 from binderq.services.ports import TaskQueue
@@ -13,14 +14,20 @@ from binderq.services.stagings import get_staging
 from binderq.settings import Settings
 
 
-def request_launch(staging_name: str, *, store: RedisStore, queue: TaskQueue,
+def request_launch(staging: Staging | str, *, store: RedisStore, queue: TaskQueue,
                    settings: Settings) -> Launch:
-    """A ready server from the staging's pool if it has one; else queue a cold launch."""
-    staging = get_staging(staging_name, store=store)
+    """A ready server from the staging's pool if it has one; else queue a cold launch.
+
+    staging may be a copy the caller cached: the claim refuses it if it is stale
+    (StaleStaging), and the cold path reads the staging afresh.
+    """
+    if isinstance(staging, str):
+        staging = get_staging(staging, store=store)
     pooled = claim_from_pool(staging, store=store, queue=queue, settings=settings)
     if pooled is not None:
         return pooled
-    return request_cold_launch(staging, store=store, queue=queue, settings=settings)
+    fresh = get_staging(staging.name, store=store)
+    return request_cold_launch(fresh, store=store, queue=queue, settings=settings)
 
 
 def delete_staging(name: str, *, force: bool, store: RedisStore, queue: TaskQueue) -> None:

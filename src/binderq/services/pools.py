@@ -96,26 +96,29 @@ def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
                     settings: Settings) -> Launch | None:
     """A ready server from the staging's pool, claimed atomically; None if it has none.
 
-    No Docker or proxy call: pooled servers were routed when they became ready, and their
-    token, derived from the secret, is known to no one before this answer.
+    StaleStaging if staging is not the current version: the caller decided (who may launch,
+    when it is culled) on an old one. No Docker or proxy call: pooled servers were routed
+    when they became ready, and their token, derived from the secret, is known to no one
+    before this answer.
     """
     now = utcnow()
-    server = store.claim_pooled_server(
-        staging.name, claimed_at=now, last_activity=now,
+    claim = store.claim_pooled_server(
+        staging.name, queued_ttl=QUEUED_TTL, expected_version=staging.version,
+        claimed_at=now, last_activity=now,
         cull_at=now + timedelta(seconds=min(staging.cull_timeout, staging.max_age)),
     )
-    if server is None:
+    if claim is None:
         return None
-    request_replenish(staging.name, store=store, queue=queue)
-    return Launch(server, server_token(settings.secret_key, server.id))
+    if claim.queue_replenish:
+        queue.enqueue(REPLENISH_TASK, staging.name)
+    return Launch(claim.server, server_token(settings.secret_key, claim.server.id))
 
 
 def request_replenish(staging_name: str, *, store: RedisStore, queue: TaskQueue) -> None:
-    """Queue a replenish unless one is already queued (it will see the newest state)."""
+    """Queue a replenish unless one is queued already: that one has yet to observe the
+    pool, so it will see this change (a running one frees the slot before it observes)."""
     if store.claim_replenish_slot(staging_name, QUEUED_TTL):
         queue.enqueue(REPLENISH_TASK, staging_name)
-    else:
-        store.mark_pool_dirty(staging_name)
 
 
 # -- worker side --------------------------------------------------------------------------
