@@ -32,6 +32,7 @@ from binderq.settings import Settings, SettingsError
 API_PATHS = ("/api", "/build", "/health", "/metrics")
 WSGI_APP = "binderq.bootstrap:create_wsgi_app()"
 DEMO_STAGING = "notebook"
+DEMO_POOL_SIZE = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +92,8 @@ def settings_for_up(settings: Settings, host: str, port: int) -> Settings:
         changes["public_url"] = f"http://{host}:{port}"
     if "BINDERQ_LAUNCH_AUTH" not in os.environ:
         changes["launch_auth"] = "open"
+    if "BINDERQ_DEFAULT_STAGING" not in os.environ:
+        changes["default_staging"] = DEMO_STAGING  # the tmpnb door serves the demo
     return settings.with_changes(**changes)
 
 
@@ -168,7 +171,8 @@ class Stack:
         return f"http://{host}:{self.port}"
 
     def stage_demo(self) -> None:
-        """Stage the notebook image as a public staging, if the engine has it."""
+        """Stage the notebook image as a public staging with a small pool, if the engine
+        has the image."""
         from binderq.bootstrap import build_runtime
 
         image = self.settings.notebook_image
@@ -176,12 +180,15 @@ class Stack:
             print(f"binderq: no demo: image {image} is not on the engine "
                   "(deploy/build-notebook-image.sh builds it)")
             return
-        response = requests.put(
+        operator = {"Authorization": f"token {self.settings.operator_token}"}
+        requests.put(
             f"{self.local_url}/api/stagings/{DEMO_STAGING}",
             json={"image": image, "public": True, "description": "Jupyter Notebook demo",
                   "resources": {"memory": "512m", "cpus": 1.0}},
-            headers={"Authorization": f"token {self.settings.operator_token}"}, timeout=10)
-        response.raise_for_status()
+            headers=operator, timeout=10).raise_for_status()
+        requests.put(f"{self.local_url}/api/pools/{DEMO_STAGING}",
+                     json={"size": DEMO_POOL_SIZE}, headers=operator,
+                     timeout=10).raise_for_status()
 
     def announce(self) -> None:
         print(f"""
@@ -189,7 +196,8 @@ binderq is up at {self.local_url}   (Ctrl-C stops it and every server it started
   operator token: {self.settings.operator_token}
   API docs:       {self.local_url}/api/docs
   logs:           {self.run_dir}
-Launch a notebook of the demo staging, then open its url with ?token=<token>:
+Launch a notebook of the demo staging (kept warm: a pool of {DEMO_POOL_SIZE}), then open its
+url with ?token=<token>:
   curl -X POST {self.local_url}/api/stagings/{DEMO_STAGING}/servers
 """, flush=True)
 

@@ -42,3 +42,11 @@ def test_settings_pass_to_child_processes_unchanged():
     env = settings.to_env({"BINDERQ_STALE": "x", "PATH": "/bin"})
     assert "BINDERQ_STALE" not in env and env["PATH"] == "/bin"
     assert Settings.from_env(env) == settings
+
+
+def test_gunicorn_keeps_idle_sockets_longer_than_the_proxy_reuses_them():
+    from binderq import gunicorn_conf
+
+    proxy_idle_socket_seconds = 5  # Node's http agent, under configurable-http-proxy
+    assert gunicorn_conf.keepalive > proxy_idle_socket_seconds
+    assert gunicorn_conf.worker_class == "gthread"
