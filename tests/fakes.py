@@ -93,6 +93,12 @@ class FakeRuntime:
         self._check()
         return list(self.containers.values())
 
+    def adoption_facts(self, server_id: str) -> tuple[dict[str, str], str]:
+        self._check()
+        (container,) = [c for c in self.containers.values()
+                        if c.server_id == server_id and c.role == "notebook"]
+        return container.labels, "http://127.0.0.1:45678"
+
 
 @dataclass
 class FakeProxy:
@@ -105,11 +111,11 @@ class FakeProxy:
 
     def add_route(self, path: str, target: str, **data: Any) -> None:
         self._check()
-        self.routes_[path] = {"target": target, **data}
+        self.routes_[_chp_path(path)] = {"target": target, **data}
 
     def remove_route(self, path: str) -> None:
         self._check()
-        self.routes_.pop(path, None)
+        self.routes_.pop(_chp_path(path), None)
 
     def routes(self) -> dict[str, dict[str, Any]]:
         self._check()
@@ -118,6 +124,11 @@ class FakeProxy:
     def ping(self, timeout: float | None = None) -> bool:
         self._check()
         return True
+
+
+def _chp_path(path: str) -> str:
+    """configurable-http-proxy keeps /user/abc/ as /user/abc."""
+    return path.rstrip("/") or "/"
 
 
 def answering_probe(base: str, token: str, *, timeout: float, still_running: Any) -> dict:

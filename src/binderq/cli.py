@@ -44,12 +44,48 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument("--demo", action="store_true",
                            help=f"stage the notebook image as the public staging "
                                 f"{DEMO_STAGING!r}")
+    reconcile_parser = commands.add_parser(
+        "reconcile", help="repair Redis, Docker and the proxy now (BINDERQ_* settings)")
+    reconcile_parser.add_argument("--adopt", action="store_true",
+                                  help="rebuild servers from labelled containers Redis does "
+                                       "not know (after Redis was wiped)")
     commands.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command == "reconcile":
+        return reconcile_now(adopt=args.adopt)
     return up(args.host, args.port, demo=args.demo)
+
+
+def reconcile_now(*, adopt: bool) -> int:
+    """Run one reconcile in this process and print the repairs it made."""
+    from binderq.adapters.task_queue import CeleryTaskQueue
+    from binderq.bootstrap import build_celery, build_proxy, build_runtime, build_store
+    from binderq.services.lifecycle import reconcile
+
+    try:
+        settings = Settings.from_env()
+        if not settings.redis_url:
+            print("binderq reconcile: set BINDERQ_REDIS_URL (and the other BINDERQ_* "
+                  "settings the service runs with)", file=sys.stderr)
+            return 2
+        store = build_store(settings)
+        repairs = reconcile(store=store, runtime=build_runtime(settings),
+                            proxy=build_proxy(settings),
+                            queue=CeleryTaskQueue(build_celery(settings), store),
+                            settings=settings, adopt=adopt or None)
+    except (SettingsError, BinderqError) as error:
+        print(f"binderq reconcile: {error}", file=sys.stderr)
+        return 1
+    if repairs is None:
+        print("another reconcile is running; try again in a moment")
+        return 1
+    found = {name: sorted(value) for name, value in vars(repairs).items() if value}
+    print("nothing to repair" if not found else
+          "\n".join(f"{name}: {', '.join(map(str, value))}" for name, value in found.items()))
+    return 0
 
 
 def up(host: str, port: int, *, demo: bool = False) -> int:

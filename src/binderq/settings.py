@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 LAUNCH_AUTH_MODES = ("open", "token")
+ORPHAN_POLICIES = ("remove", "adopt")
 
 
 class SettingsError(ValueError):
@@ -49,6 +50,11 @@ class Settings:
     launch_timeout: float = 120.0
     # Seconds stopped and failed servers stay readable before Redis forgets them.
     record_ttl: int = 7 * 24 * 3600
+    # Seconds between culler runs, and between reconcile runs (celery beat sends both).
+    cull_interval: float = 30.0
+    reconcile_interval: float = 60.0
+    # What reconcile does with a labelled container Redis does not know: remove or adopt.
+    orphans: str = "remove"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +73,8 @@ class Settings:
         """Refuse combinations that cannot work, with a message naming the setting."""
         if self.launch_auth not in LAUNCH_AUTH_MODES:
             raise SettingsError(f"BINDERQ_LAUNCH_AUTH must be one of {LAUNCH_AUTH_MODES}")
+        if self.orphans not in ORPHAN_POLICIES:
+            raise SettingsError(f"BINDERQ_ORPHANS must be one of {ORPHAN_POLICIES}")
         if self.max_servers < 1:
             raise SettingsError("BINDERQ_MAX_SERVERS must be at least 1")
         if self.publish_ip in ("0.0.0.0", "::"):

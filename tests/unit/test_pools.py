@@ -93,7 +93,7 @@ def test_upkeep_retires_a_dead_pooled_server_and_never_hands_it_out(
 
 def test_overlapping_upkeep_marks_the_pool_dirty_and_the_holder_runs_again(
         pooled, store, queue, runtime, settings):
-    assert store.acquire_pool_lock("demo", "someone-else", 60)
+    assert store.acquire_lock("pool:demo", "someone-else", 60)
     assert pools.replenish_pool("demo", store=store, runtime=runtime, queue=queue,
                                 settings=settings) is None
     assert store.take_pool_dirty("demo")  # the holder would run again

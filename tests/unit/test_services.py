@@ -69,7 +69,7 @@ def test_a_launch_starts_routes_and_marks_the_server_ready(store, queue, runtime
     launch, server = _launch(store, queue, runtime, proxy, settings)
     assert server.status == ServerStatus.READY
     assert server.url == f"http://binderq.test/user/{server.id}/"
-    assert proxy.routes_[f"/user/{server.id}/"]["target"].startswith("http://127.0.0.1:")
+    assert proxy.routes_[f"/user/{server.id}"]["target"].startswith("http://127.0.0.1:")
     assert launch.token and launch.token not in str(store.redis.hgetall(
         store.SERVER.format(id=server.id)))
 

@@ -126,6 +126,19 @@ class DockerRuntime:
         return bindings[0]["HostIp"], int(bindings[0]["HostPort"])
 
     @_engine_errors_as_ours
+    def adoption_facts(self, server_id: str) -> tuple[dict[str, str], str]:
+        """Labels and proxy target of a server's running notebook container."""
+        try:
+            container = self.client.containers.get(f"{self.instance}-{server_id}")
+        except docker.errors.NotFound as error:
+            raise LaunchFailed(f"server {server_id} has no notebook container") from error
+        ports = container.attrs["NetworkSettings"]["Ports"] or {}
+        bindings = [binding for found in ports.values() for binding in (found or [])]
+        if not bindings:
+            raise LaunchFailed(f"container {container.name} publishes no port")
+        return dict(container.labels), f"http://{bindings[0]['HostIp']}:{bindings[0]['HostPort']}"
+
+    @_engine_errors_as_ours
     def container_state(self, container_name: str) -> ContainerState | None:
         try:
             container = self.client.containers.get(container_name)

@@ -22,6 +22,7 @@ from binderq.domain.models import (
     server_from_dict,
     staging_from_dict,
     to_dict,
+    utcnow,
 )
 
 T = TypeVar("T")
@@ -97,13 +98,15 @@ end
 """
 
 # Take an unclaimed server out of its pool and mark it stopping; never a claimed one.
+# ARGV[3]: the time of the change.
 _RETIRE = """
 local fields = redis.call('HMGET', KEYS[2], 'status', 'claimed_at')
 if fields[2] and fields[2] ~= 'null' then return 0 end
 redis.call('LREM', KEYS[1], 0, ARGV[1])
 local status = fields[1]
 if status == '"pending"' or status == '"starting"' or status == '"ready"' then
-  redis.call('HSET', KEYS[2], 'status', '"stopping"', 'error', ARGV[2])
+  redis.call('HSET', KEYS[2], 'status', '"stopping"', 'error', ARGV[2],
+             'status_changed_at', ARGV[3])
   return 1
 end
 return 0
@@ -180,10 +183,10 @@ class RedisStore:
     POOLS = "binderq:pools"
     POOL = "binderq:pool:{staging}"
     POOL_READY = "binderq:pool:{staging}:ready"
-    POOL_LOCK = "binderq:pool:{staging}:lock"
     POOL_DIRTY = "binderq:pool:{staging}:dirty"
     POOL_QUEUED = "binderq:pool:{staging}:replenish-queued"
     POOL_FAILURES = "binderq:pool:{staging}:failures"
+    LOCK = "binderq:lock:{name}"
     TASK = "binderq:task:{id}"
     USER_TOKEN = "binderq:user-token:{hash}"
 
@@ -246,6 +249,14 @@ class RedisStore:
         if not written:
             raise CapacityExceeded(limit=max_servers, used=int(used))
 
+    def adopt_server(self, server: Server) -> None:
+        """Write a server rebuilt from its container; capacity does not apply: it runs."""
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self.SERVER.format(id=server.id), mapping=_pairs(to_dict(server)))
+            pipe.sadd(self.ACTIVE_SERVERS, server.id)
+            pipe.sadd(self.SERVERS, server.id)
+            pipe.execute()
+
     def get_server(self, server_id: str) -> Server | None:
         raw = self.redis.hgetall(self.SERVER.format(id=server_id))
         return server_from_dict(_decode(raw)) if raw else None
@@ -260,6 +271,8 @@ class RedisStore:
         """
         status = changes.get("status")
         terminal = status is not None and ServerStatus(status).is_terminal
+        if status is not None:
+            changes = {"status_changed_at": utcnow(), **changes}
         encoded = _encode({k: _jsonable(v) for k, v in changes.items()})
         args = [
             json.dumps([json.dumps(str(s)) for s in allowed]),
@@ -276,8 +289,9 @@ class RedisStore:
         """starting -> ready; a pooled, unclaimed server also joins its pool's ready list."""
         to_pool = server.pooled and server.claimed_at is None
         keys = [self.SERVER.format(id=server.id), self.POOL_READY.format(staging=server.staging)]
+        changes = {"status": "ready", "status_changed_at": utcnow(), **changes}
         args = [server.id, "1" if to_pool else "0",
-                *_encode({"status": "ready", **{k: _jsonable(v) for k, v in changes.items()}})]
+                *_encode({k: _jsonable(v) for k, v in changes.items()})]
         return self.get_server(server.id) if self._ready(keys=keys, args=args) else None
 
     def list_servers(self) -> list[Server]:
@@ -352,17 +366,19 @@ class RedisStore:
     def retire_pooled_server(self, server: Server, reason: str) -> bool:
         """Take an unclaimed server out of its pool, marked stopping; False if claimed."""
         keys = [self.POOL_READY.format(staging=server.staging), self.SERVER.format(id=server.id)]
-        return bool(self._retire(keys=keys, args=[server.id, json.dumps(reason)]))
+        now = json.dumps(_jsonable(utcnow()))
+        return bool(self._retire(keys=keys, args=[server.id, json.dumps(reason), now]))
 
     def ready_in_pool(self, staging: str) -> int:
         return int(self.redis.llen(self.POOL_READY.format(staging=staging)))
 
-    def acquire_pool_lock(self, staging: str, holder: str, ttl: float) -> bool:
-        key = self.POOL_LOCK.format(staging=staging)
+    def acquire_lock(self, name: str, holder: str, ttl: float) -> bool:
+        """Take lock name for ttl seconds unless someone holds it."""
+        key = self.LOCK.format(name=name)
         return bool(self.redis.set(key, holder, nx=True, px=int(ttl * 1000)))
 
-    def release_pool_lock(self, staging: str, holder: str) -> None:
-        self._release_lock(keys=[self.POOL_LOCK.format(staging=staging)], args=[holder])
+    def release_lock(self, name: str, holder: str) -> None:
+        self._release_lock(keys=[self.LOCK.format(name=name)], args=[holder])
 
     def mark_pool_dirty(self, staging: str) -> None:
         self.redis.set(self.POOL_DIRTY.format(staging=staging), 1)

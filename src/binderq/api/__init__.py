@@ -7,7 +7,17 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from binderq.api import health, metrics, pools, servers, stagings, tasks, tmpnb, tokens
+from binderq.api import (
+    health,
+    maintenance,
+    metrics,
+    pools,
+    servers,
+    stagings,
+    tasks,
+    tmpnb,
+    tokens,
+)
 from binderq.api.context import EXTENSION, ApiContext
 from binderq.api.errors import register_error_handlers
 from binderq.settings import Settings
@@ -43,7 +53,7 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any) -> Fla
         "token": {"type": "apiKey", "in": "header", "name": "Authorization",
                   "description": "`token <TOKEN>` or `Bearer <TOKEN>`"}}},
         "security": [{"token": []}]})
-    for module in (stagings, servers, pools, tmpnb, tasks, tokens, health):
+    for module in (stagings, servers, pools, tmpnb, tasks, tokens, maintenance, health):
         api.register_blueprint(module.blp)
     app.register_blueprint(metrics.blp)
     return app

@@ -43,6 +43,7 @@ RESOURCE_OF_BLUEPRINT = {
     "tasks": "Task",
     "tokens": "Token",
     "pools": "Pool",
+    "maintenance": "Reconcile",
 }
 
 _CODE_OF_MESSAGE = {

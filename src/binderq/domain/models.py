@@ -131,10 +131,13 @@ class Server:
     last_activity: datetime | None = None
     cull_at: datetime | None = None
     stopped_at: datetime | None = None
+    status_changed_at: datetime | None = None
     error: str | None = None
     # Where the proxy sends this server's traffic, e.g. http://127.0.0.1:32768.
     target: str | None = None
     task_id: str | None = None
+    # Runs of the launch task so far; a launch that keeps dying is given up (MAX_LAUNCH_...).
+    launch_attempts: int = 0
 
 
 _NESTED = {
@@ -144,6 +147,7 @@ _NESTED = {
 _NESTED_LISTS = {"services": ExtraService, "data": DataVolume}
 _TIMES = {
     "created_at", "updated_at", "ready_at", "claimed_at", "last_activity", "cull_at", "stopped_at",
+    "status_changed_at",
 }
 
 

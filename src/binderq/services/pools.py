@@ -136,14 +136,14 @@ def replenish_pool(staging_name: str, *, store: RedisStore, runtime, queue: Task
     plan = None
     for _ in range(MAX_ROUNDS):
         store.mark_pool_dirty(staging_name)
-        if not store.acquire_pool_lock(staging_name, holder, LOCK_TTL):
+        if not store.acquire_lock(f"pool:{staging_name}", holder, LOCK_TTL):
             return plan  # the holder sees the dirty mark and runs again
         try:
             store.take_pool_dirty(staging_name)
             plan = _upkeep_once(staging_name, store=store, runtime=runtime, queue=queue,
                                 settings=settings)
         finally:
-            store.release_pool_lock(staging_name, holder)
+            store.release_lock(f"pool:{staging_name}", holder)
         if not store.take_pool_dirty(staging_name):
             return plan
     return plan

@@ -25,6 +25,10 @@ from binderq.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Runs of one server's launch before it is given up: a launch whose worker dies is delivered
+# again (acks_late), and reconcile runs stuck ones again; neither may loop for ever.
+MAX_LAUNCH_ATTEMPTS = 3
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -91,11 +95,18 @@ def launch_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime, 
     Safe to run twice (redelivery): the containers are found by name, and a server that
     another run already finished, or that was stopped meanwhile, is left as it is.
     """
-    server = store.transition_server(
-        server_id, [ServerStatus.PENDING, ServerStatus.STARTING], status=ServerStatus.STARTING
-    )
+    server = store.get_server(server_id)
+    launching = [ServerStatus.PENDING, ServerStatus.STARTING]
+    if server is None or server.status not in launching:
+        return server  # finished, stopping or gone: nothing to do
+    if server.launch_attempts >= MAX_LAUNCH_ATTEMPTS:
+        reason = LaunchFailed(f"gave up after {server.launch_attempts} attempts: each ended "
+                              "without a result (its worker was killed or timed out)")
+        return _fail_launch(server_id, reason, store=store, runtime=runtime, proxy=proxy)
+    server = store.transition_server(server_id, launching, status=ServerStatus.STARTING,
+                                     launch_attempts=server.launch_attempts + 1)
     if server is None:
-        return store.get_server(server_id)  # finished, stopping or gone: nothing to do
+        return store.get_server(server_id)
     try:
         spec, target = _start_containers(server, store=store, runtime=runtime, probe=probe,
                                          settings=settings)
@@ -168,7 +179,7 @@ def _fail_launch(server_id: str, error: Exception, *, store: RedisStore,
         _remove_everything(server_id, runtime=runtime, proxy=proxy)
     except Exception as cleanup_error:  # reconcile removes what is left
         log.warning("cleanup after failed launch of %s failed: %s", server_id, cleanup_error)
-    failed = store.transition_server(server_id, [ServerStatus.STARTING],
+    failed = store.transition_server(server_id, [ServerStatus.PENDING, ServerStatus.STARTING],
                                      status=ServerStatus.FAILED, error=reason,
                                      stopped_at=utcnow())
     if failed is not None and failed.pooled:

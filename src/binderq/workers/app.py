@@ -18,6 +18,8 @@ TASK_TIME_LIMITS = {
     "binderq.health.ping": 30,
     "binderq.pools.replenish": 60,
     "binderq.pools.upkeep": 120,
+    "binderq.maintenance.cull": 120,
+    "binderq.maintenance.reconcile": 120,
 }
 DEFAULT_TIME_LIMIT = 300
 # A message a worker took but never acked is handed out again after this many seconds, so it
@@ -38,19 +40,22 @@ TASK_MODULES = [
     "binderq.workers.tasks.servers",
     "binderq.workers.tasks.health",
     "binderq.workers.tasks.pools",
+    "binderq.workers.tasks.maintenance",
 ]
 
-# Seconds between runs of each periodic task that celery beat (exactly one) sends.
 POOL_UPKEEP_INTERVAL = 5.0
 
-BEAT_SCHEDULE = {
-    "pool-upkeep": {
-        "task": "binderq.pools.upkeep",
-        "schedule": POOL_UPKEEP_INTERVAL,
-        # A run that waited longer than its interval is superseded by the next one.
-        "options": {"expires": POOL_UPKEEP_INTERVAL},
-    },
-}
+
+def beat_schedule(settings: Settings) -> dict[str, dict]:
+    """What celery beat (exactly one) sends, and how often, in seconds."""
+    every = {
+        "binderq.pools.upkeep": POOL_UPKEEP_INTERVAL,
+        "binderq.maintenance.cull": settings.cull_interval,
+        "binderq.maintenance.reconcile": settings.reconcile_interval,
+    }
+    # A run that waited longer than its interval is superseded by the next one.
+    return {name: {"task": name, "schedule": seconds, "options": {"expires": seconds}}
+            for name, seconds in every.items()}
 
 
 def time_limits(name: str) -> dict[str, int]:
@@ -82,6 +87,6 @@ def make_celery(settings: Settings) -> Celery:
         result_expires=24 * 3600,
         worker_hijack_root_logger=False,
         enable_utc=True,
-        beat_schedule=BEAT_SCHEDULE,
+        beat_schedule=beat_schedule(settings),
     )
     return app

@@ -1,0 +1,43 @@
+"""/api/reconcile: repair state now, rather than at the next scheduled run (operator)."""
+
+from __future__ import annotations
+
+from flask import jsonify
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from binderq.api.auth import require_operator
+from binderq.api.context import context
+from binderq.api.stagings import StrictSchema
+
+blp = Blueprint("maintenance", __name__, url_prefix="/api",
+                description="Reconcile Redis, Docker and the proxy on demand.")
+
+RECONCILE_TASK = "binderq.maintenance.reconcile"
+
+
+class ReconcileArgs(StrictSchema):
+    adopt = fields.Boolean(load_default=None, allow_none=True, metadata={
+        "description": "adopt labelled containers Redis does not know (default: "
+                       "BINDERQ_ORPHANS)"})
+
+
+class QueuedSchema(Schema):
+    status = fields.String()
+    task_id = fields.String()
+
+
+@blp.route("/reconcile")
+class Reconcile(MethodView):
+    @blp.arguments(ReconcileArgs, location="query")
+    @blp.response(202, QueuedSchema)
+    def post(self, args):
+        """Queue a reconcile; poll /api/tasks/{task_id} for the repairs it made."""
+        ctx = context()
+        require_operator(ctx.caller())
+        task_id = ctx.queue.enqueue(RECONCILE_TASK, args["adopt"])
+        response = jsonify({"status": "queued", "task_id": task_id})
+        response.status_code = 202
+        response.headers["Location"] = f"/api/tasks/{task_id}"
+        return response

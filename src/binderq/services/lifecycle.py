@@ -1,0 +1,177 @@
+"""Cull idle servers, and reconcile Redis, Docker and the proxy after crashes or restarts."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+
+from binderq.adapters.redis_store import RedisStore
+from binderq.domain.errors import BinderqError, DependencyDown
+from binderq.domain.lifecycle import (
+    Cull,
+    ObservedContainer,
+    Repairs,
+    cull_at,
+    in_use,
+    latest_activity,
+    plan_culls,
+    plan_reconcile,
+    route_path,
+)
+from binderq.domain.models import Server, ServerStatus, parse_time, utcnow
+from binderq.domain.spec import LABEL_POOLED, LABEL_STAGING, LABEL_STAGING_VERSION, server_base_url
+from binderq.services.ports import LAUNCH_TASK, STOP_TASK, TaskQueue
+from binderq.services.servers import server_url
+from binderq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL = 300.0
+ACTIVITY_PROBES = 8  # notebooks asked for their activity at once
+
+
+@contextmanager
+def exclusive(store: RedisStore, name: str) -> Iterator[bool]:
+    """Hold lock name for the block; yields False (and holds nothing) if another run has it."""
+    holder = secrets.token_hex(8)
+    acquired = store.acquire_lock(name, holder, LOCK_TTL)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            store.release_lock(name, holder)
+
+
+# -- culling ------------------------------------------------------------------------------
+
+
+def cull_idle_servers(*, store: RedisStore, proxy, queue: TaskQueue,
+                      activity_of: Callable[[Server], datetime | None]) -> list[Cull]:
+    """Stop in-use servers idle past their staging's cull_timeout, or older than max_age.
+
+    Activity comes from the record, the notebook (activity_of) and the proxy's route.
+    Every in-use server's last_activity and cull_at are brought up to date, so a front end
+    can warn its user. One run at a time (a Redis lock); a server is stopped only from
+    `ready`, in one atomic step, so it is never culled twice or while starting or stopping.
+    """
+    with exclusive(store, "cull") as acquired:
+        if not acquired:
+            return []
+        servers = [server for server in store.active_servers() if in_use(server)]
+        limits = {staging.name: (staging.cull_timeout, staging.max_age)
+                  for staging in store.list_stagings()}
+        refreshed = _refresh_activity(servers, store=store, proxy=proxy,
+                                      activity_of=activity_of, limits=limits)
+        culls = plan_culls(refreshed, now=utcnow(), limits=limits)
+        for cull in culls:
+            if store.transition_server(cull.server_id, [ServerStatus.READY],
+                                       status=ServerStatus.STOPPING, error=cull.reason):
+                log.info("server %s %s", cull.server_id, cull.reason)
+                queue.enqueue(STOP_TASK, cull.server_id)
+        return culls
+
+
+def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy,
+                      activity_of: Callable[[Server], datetime | None],
+                      limits: dict[str, tuple[int, int]]) -> list[Server]:
+    routes = _routes_or_none(proxy) or {}
+    with ThreadPoolExecutor(max_workers=ACTIVITY_PROBES) as pool:
+        notebook_activity = list(pool.map(activity_of, servers))
+    refreshed = []
+    for server, seen in zip(servers, notebook_activity, strict=True):
+        route = routes.get(route_path(server.id)) or {}
+        last = latest_activity(server, seen, parse_time(route.get("last_activity")))
+        cull_timeout, max_age = limits.get(server.staging, (600, 21600))
+        store.transition_server(server.id, [ServerStatus.READY], last_activity=last,
+                                cull_at=cull_at(server, last, cull_timeout=cull_timeout,
+                                                max_age=max_age))
+        refreshed.append(replace(server, last_activity=last))
+    return refreshed
+
+
+def _routes_or_none(proxy) -> dict | None:
+    try:
+        return proxy.routes()
+    except DependencyDown as error:
+        log.warning("culling without the proxy's activity: %s", error)
+        return None
+
+
+# -- reconcile ----------------------------------------------------------------------------
+
+
+def reconcile(*, store: RedisStore, runtime, proxy, queue: TaskQueue, settings: Settings,
+              adopt: bool | None = None) -> Repairs | None:
+    """Observe Redis, Docker and the proxy; decide repairs in plan_reconcile; make them.
+
+    adopt: take labelled containers Redis does not know as servers (after Redis was
+    wiped) rather than remove them; by default as BINDERQ_ORPHANS says. None if another
+    reconcile is running.
+    """
+    with exclusive(store, "reconcile") as acquired:
+        if not acquired:
+            return None
+        observed_at = utcnow()
+        containers = [ObservedContainer(c.server_id, c.role, c.running)
+                      for c in runtime.server_containers()]
+        routes = set(proxy.routes())
+        servers = {server.id: server for server in store.list_servers()}
+        repairs = plan_reconcile(
+            servers=servers, containers=containers, routes=routes, now=utcnow(),
+            observed_at=observed_at, stuck_after=settings.launch_timeout + 60,
+            adopt_orphans=settings.orphans == "adopt" if adopt is None else adopt)
+        _repair(repairs, servers, store=store, runtime=runtime, proxy=proxy, queue=queue,
+                settings=settings)
+        return repairs
+
+
+def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore, runtime,
+            proxy, queue: TaskQueue, settings: Settings) -> None:
+    for server_id, why in repairs.remove_containers.items():
+        log.info("reconcile: removing the containers of %s: %s", server_id, why)
+        runtime.remove_server(server_id)
+    for server_id in repairs.adopt:
+        _adopt(server_id, store=store, runtime=runtime, proxy=proxy, settings=settings)
+    for server_id, why in repairs.fail_servers.items():
+        if store.transition_server(server_id, [ServerStatus.READY],
+                                   status=ServerStatus.FAILED, error=why, stopped_at=utcnow()):
+            log.info("reconcile: server %s failed: %s", server_id, why)
+            proxy.remove_route(server_base_url(server_id))
+            runtime.remove_server(server_id)
+    for server_id in repairs.relaunch:
+        queue.enqueue(LAUNCH_TASK, server_id)
+    for server_id in repairs.restop:
+        queue.enqueue(STOP_TASK, server_id)
+    for server_id in repairs.add_routes:
+        proxy.add_route(server_base_url(server_id), servers[server_id].target, server=server_id)
+    for path, why in repairs.remove_routes.items():
+        log.info("reconcile: removing route %s: %s", path, why)
+        proxy.remove_route(path)
+
+
+def _adopt(server_id: str, *, store: RedisStore, runtime, proxy, settings: Settings) -> None:
+    """A server record rebuilt from a running container's labels, routed again.
+
+    A pooled one is taken as claimed: after Redis was lost nobody can tell whether it was
+    handed out, and handing it out twice is what must never happen.
+    """
+    try:
+        labels, target = runtime.adoption_facts(server_id)
+    except BinderqError as error:
+        log.warning("reconcile: cannot adopt %s: %s", server_id, error)
+        return
+    now = utcnow()
+    pooled = labels.get(LABEL_POOLED) == "true"
+    server = Server(id=server_id, staging=labels.get(LABEL_STAGING, ""),
+                    staging_version=int(labels.get(LABEL_STAGING_VERSION, "0")),
+                    status=ServerStatus.READY, pooled=pooled,
+                    claimed_at=now if pooled else None, ready_at=now, last_activity=now,
+                    status_changed_at=now, url=server_url(settings, server_id), target=target)
+    store.adopt_server(server)
+    proxy.add_route(server_base_url(server_id), target, server=server_id)
+    log.info("reconcile: adopted server %s of staging %s", server_id, server.staging)

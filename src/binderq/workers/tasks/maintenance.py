@@ -1,0 +1,48 @@
+"""Maintenance tasks, sent by celery beat: cull idle servers, reconcile state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from celery import shared_task
+
+from binderq.adapters.notebook_probe import last_activity, notebook_status
+from binderq.domain.models import Server
+from binderq.domain.spec import server_base_url
+from binderq.domain.tokens import server_token
+from binderq.services import lifecycle
+from binderq.workers.app import time_limits
+from binderq.workers.context import worker_context
+
+CULL = "binderq.maintenance.cull"
+RECONCILE = "binderq.maintenance.reconcile"
+
+
+@shared_task(name=CULL, **time_limits(CULL))
+def cull() -> list[str]:
+    """Stop servers idle past their cull_timeout or older than their max_age."""
+    context = worker_context()
+    culls = lifecycle.cull_idle_servers(store=context.store, proxy=context.proxy,
+                                        queue=context.queue, activity_of=notebook_activity)
+    return [cull.server_id for cull in culls]
+
+
+@shared_task(name=RECONCILE, **time_limits(RECONCILE))
+def reconcile(adopt: bool | None = None) -> dict | None:
+    """Repair what crashes and restarts left behind in Redis, Docker and the proxy."""
+    context = worker_context()
+    repairs = lifecycle.reconcile(store=context.store, runtime=context.runtime,
+                                  proxy=context.proxy, queue=context.queue,
+                                  settings=context.settings, adopt=adopt)
+    if repairs is None:
+        return None
+    return {name: sorted(value) for name, value in vars(repairs).items() if value}
+
+
+def notebook_activity(server: Server) -> datetime | None:
+    """What the server's notebook says of its last activity; None if it does not answer."""
+    if not server.target:
+        return None
+    token = server_token(worker_context().settings.secret_key, server.id)
+    status = notebook_status(f"{server.target}{server_base_url(server.id)}", token, timeout=2)
+    return last_activity(status) if status else None

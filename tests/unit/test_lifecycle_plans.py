@@ -1,0 +1,113 @@
+"""plan_culls and plan_reconcile, the pure decisions of culling and reconcile."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from binderq.domain.lifecycle import (
+    ObservedContainer,
+    cull_at,
+    latest_activity,
+    plan_culls,
+    plan_reconcile,
+)
+from binderq.domain.models import Server, ServerStatus
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+S = ServerStatus
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+def server(server_id="s", status=S.READY, *, pooled=False, claimed=None, ready=100, active=None,
+           created=200, changed=None):
+    return Server(id=server_id, staging="demo", staging_version=1, status=status,
+                  pooled=pooled, created_at=ago(created), ready_at=ago(ready),
+                  claimed_at=ago(claimed) if claimed is not None else None,
+                  last_activity=ago(active) if active is not None else None,
+                  status_changed_at=ago(changed if changed is not None else ready))
+
+
+LIMITS = {"demo": (60, 3600)}
+
+
+@pytest.mark.parametrize("candidate, culled", [
+    (server(active=30), False),
+    (server(active=90), True),
+    (server(status=S.STARTING, active=900), False),
+    (server(status=S.STOPPING, active=900), False),
+    (server(pooled=True, ready=900), False),  # waiting in the pool: its clock has not started
+    (server(pooled=True, ready=900, claimed=10), False),  # idle clock starts at the claim
+    (server(pooled=True, ready=900, claimed=90), True),
+    (server(active=1, ready=4000, created=4000), True),  # older than max_age
+])
+def test_plan_culls(candidate, culled):
+    culls = plan_culls([candidate], now=NOW, limits=LIMITS)
+    assert [cull.server_id for cull in culls] == (["s"] if culled else [])
+
+
+def test_a_server_of_a_deleted_staging_is_culled_by_the_staging_defaults():
+    assert plan_culls([server(active=601, ready=700, created=800)], now=NOW, limits={})
+    assert not plan_culls([server(active=599, ready=700, created=800)], now=NOW, limits={})
+
+
+def test_the_newest_sign_of_use_wins_and_cull_at_is_the_sooner_limit():
+    candidate = server(active=300, ready=1000)
+    assert latest_activity(candidate, ago(50), None, ago(500)) == ago(50)
+    assert cull_at(candidate, ago(50), cull_timeout=60, max_age=3600) == ago(-10)
+    assert cull_at(candidate, ago(50), cull_timeout=60, max_age=1005) == ago(-5)
+
+
+def _plan(servers, containers=(), routes=(), adopt=False):
+    return plan_reconcile(servers={s.id: s for s in servers}, containers=list(containers),
+                          routes=set(routes), now=NOW, observed_at=ago(1),
+                          adopt_orphans=adopt, stuck_after=120)
+
+
+def notebook(server_id, running=True):
+    return ObservedContainer(server_id, "notebook", running)
+
+
+def test_nothing_to_repair_when_all_agree():
+    assert not _plan([server("a")], [notebook("a")], ["/user/a", "/api"])
+
+
+def test_an_unknown_container_is_removed_or_adopted_as_the_setting_says():
+    assert _plan([], [notebook("x")]).remove_containers == {"x": "Redis does not know it"}
+    adopted = _plan([], [notebook("x")], ["/user/x"], adopt=True)
+    assert adopted.adopt == {"x"} and not adopted.remove_containers
+    assert not adopted.remove_routes  # the route of an adopted server stays
+
+
+def test_a_container_of_a_stopped_or_failed_server_is_removed():
+    plan = _plan([server("a", S.STOPPED), server("b", S.FAILED)], [notebook("a"), notebook("b")])
+    assert set(plan.remove_containers) == {"a", "b"}
+
+
+def test_a_ready_server_whose_container_is_gone_fails_and_loses_its_route():
+    plan = _plan([server("a")], [notebook("a", running=False)], ["/user/a"])
+    assert plan.fail_servers == {"a": "its container is gone"}
+
+
+def test_a_ready_server_without_its_route_is_routed_again():
+    assert _plan([server("a")], [notebook("a")], []).add_routes == {"a"}
+
+
+def test_a_route_to_no_server_or_a_terminal_one_is_removed_and_others_kept():
+    plan = _plan([server("b", S.STOPPED)], [], ["/user/a", "/user/b", "/api", "/"])
+    assert set(plan.remove_routes) == {"/user/a", "/user/b"}
+
+
+def test_stuck_launches_and_stops_run_again_only_once_overdue():
+    plan = _plan([server("p", S.PENDING, changed=300), server("q", S.STARTING, changed=30),
+                  server("r", S.STOPPING, changed=300), server("t", S.STOPPING, changed=30)])
+    assert plan.relaunch == {"p"} and plan.restop == {"r"}
+
+
+def test_a_server_that_changed_after_the_observation_is_not_judged_by_it():
+    fresh = server("a", changed=0)  # ready after containers and routes were observed
+    assert not _plan([fresh], [], [])
