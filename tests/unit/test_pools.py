@@ -252,3 +252,9 @@ def test_a_stale_copy_is_refused_by_the_claim_itself(pooled, store, queue, setti
     with pytest.raises(StaleStaging):
         pools.claim_from_pool(cached, store=store, queue=queue, settings=settings)
     assert store.ready_in_pool("demo") == 2  # nothing was taken
+
+
+def test_after_a_staging_change_the_old_servers_do_not_count_as_ready(pooled, store, queue):
+    assert pools.get_pool("demo", store=store).ready == 2
+    stagings.put_staging("demo", {"image": IMAGE, "env": {"V": "2"}}, store=store, queue=queue)
+    assert pools.get_pool("demo", store=store).ready == 0

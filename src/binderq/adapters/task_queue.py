@@ -13,6 +13,10 @@ from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import DependencyDown
 from binderq.domain.tokens import new_task_id
 
+# The canary must answer within the health check's budget, even when Redis is down.
+CANARY_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                       "interval_max": 0.2}
+
 
 class CeleryTaskQueue:
     """Send tasks by name (the API never imports task code) and read their states."""
@@ -49,7 +53,8 @@ class CeleryTaskQueue:
 
     def ping_worker(self, queue: str, timeout: float) -> dict[str, Any]:
         """Run the canary task on queue and return what the worker saw; raises on no answer."""
-        result = self.celery.send_task("binderq.health.ping", queue=queue, expires=timeout * 4)
+        result = self.celery.send_task("binderq.health.ping", queue=queue, expires=timeout * 4,
+                                       retry_policy=CANARY_RETRY_POLICY)
         try:
             return result.get(timeout=timeout, disable_sync_subtasks=False)
         except CeleryTimeout as error:

@@ -39,11 +39,12 @@ def health_report(*, store: Any, proxy: Any, queue: Any) -> dict[str, Any]:
         "proxy": lambda: proxy.ping(timeout=1.0),
         "workers": run_canary,
     }
-    with ThreadPoolExecutor(max_workers=len(probes)) as pool:
-        futures = {name: pool.submit(_check, probe) for name, probe in probes.items()}
-        wait(futures.values(), timeout=HEALTH_BUDGET)
-        checks = {name: _result(future) for name, future in futures.items()}
-        pool.shutdown(wait=False, cancel_futures=True)
+    # Not a `with` block: its exit would wait for a check stuck on a dead dependency.
+    pool = ThreadPoolExecutor(max_workers=len(probes))
+    futures = {name: pool.submit(_check, probe) for name, probe in probes.items()}
+    wait(futures.values(), timeout=HEALTH_BUDGET)
+    checks = {name: _result(future) for name, future in futures.items()}
+    pool.shutdown(wait=False, cancel_futures=True)
     checks["docker"] = canary_answer.get("docker") or {
         "ok": False, "error": "unknown: no launch worker answered to check the Docker engine"}
     return {"ok": all(check["ok"] for check in checks.values()), "checks": checks}

@@ -49,8 +49,11 @@ def get_pool(staging_name: str, *, store: RedisStore) -> Pool:
     counters = store.pool_counters(staging_name)
     if counters is None:
         raise NotFound("Pool", staging_name)
+    staging = store.get_staging(staging_name)
+    version = staging.version if staging else None
     servers = [s for s in store.active_servers() if s.staging == staging_name and s.pooled]
-    waiting = [s for s in servers if is_pooled_unclaimed(s)]
+    # Waiting servers of an older version are being retired: the claim never hands them out.
+    waiting = [s for s in servers if is_pooled_unclaimed(s) and s.staging_version == version]
     return Pool(
         staging=staging_name,
         size=counters.get("size", 0),

@@ -78,7 +78,10 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         broker_connection_retry_on_startup=True,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Not True: cancelling on a lost broker records the cancellation in the result
+        # backend, the very Redis that is gone, and the worker dies of it. Tasks are
+        # idempotent, so one that finishes, and is delivered again, does no harm.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_routes=TASK_ROUTES,
         task_default_queue=QUEUE_MAINTENANCE,
         task_time_limit=DEFAULT_TIME_LIMIT,
