@@ -182,6 +182,17 @@ def api(settings, store, proxy, clean_runtime, launch_worker):
     return app.test_client()
 
 
+@pytest.fixture
+def http(api_url, store, proxy, clean_runtime, launch_worker):
+    """requests against the API under gunicorn; afterwards every server of the test stops."""
+    session = requests.Session()
+    session.headers.update({"Authorization": f"token {OPERATOR_TOKEN}"})
+    yield api_url, session
+    for staging in session.get(f"{api_url}/api/stagings").json():
+        session.delete(f"{api_url}/api/stagings/{staging['name']}?force=true")
+    wait_for(lambda: not store.active_servers(), timeout=90, what="every server stops")
+
+
 def wait_for(condition, *, timeout: float, what: str):
     """Poll condition until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout

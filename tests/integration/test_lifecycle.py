@@ -28,16 +28,6 @@ from tests.integration.test_pools import SMALL, fill_pool, settle, stage
 OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
 
 
-@pytest.fixture
-def http(api_url, store, proxy, clean_runtime, launch_worker):
-    session = requests.Session()
-    session.headers.update(OPERATOR)
-    yield api_url, session
-    for staging in session.get(f"{api_url}/api/stagings").json():
-        session.delete(f"{api_url}/api/stagings/{staging['name']}?force=true")
-    wait_for(lambda: not store.active_servers(), timeout=90, what="every server stops")
-
-
 def launch_ready(base, session, staging, count):
     launched = [session.post(f"{base}/api/stagings/{staging}/servers").json()
                 for _ in range(count)]

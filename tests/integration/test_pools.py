@@ -6,7 +6,6 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import requests
 
 from binderq.adapters.redis_store import RedisStore
@@ -16,17 +15,6 @@ from tests.integration.conftest import OPERATOR_TOKEN, wait_for
 
 OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
 SMALL = {"memory": "192m", "cpus": 1.0, "pids": 128}
-
-
-@pytest.fixture
-def http(api_url, store, proxy, clean_runtime, launch_worker):
-    """requests against the API under gunicorn; afterwards every server of the test stops."""
-    session = requests.Session()
-    session.headers.update(OPERATOR)
-    yield api_url, session
-    for staging in session.get(f"{api_url}/api/stagings").json():
-        session.delete(f"{api_url}/api/stagings/{staging['name']}?force=true")
-    wait_for(lambda: not store.active_servers(), timeout=90, what="every server stops")
 
 
 def stage(base, session, name, **fields):

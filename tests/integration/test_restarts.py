@@ -187,10 +187,3 @@ def test_a_docker_restart_shows_in_health_and_nothing_counts_as_running_that_is_
 def _settled(store, server_id):
     server = store.get_server(server_id)
     return server if server.status in (ServerStatus.READY, ServerStatus.FAILED) else None
-
-
-@pytest.fixture
-def api(settings, store, proxy, clean_runtime, launch_worker):
-    return create_wsgi_app(settings).test_client()
-
-

@@ -253,3 +253,33 @@ def test_a_token_id_that_is_a_pattern_revokes_nothing(client, store, token_id):
     _assert_error_format(client.delete(url, headers=OPERATOR), 404)
     launcher = {"Authorization": f"token {issued.get_json()['token']}"}
     assert client.post("/api/stagings/nope/servers", headers=launcher).status_code == 404
+
+
+def _app_with_origin(settings, store, queue, proxy, origin):
+    from binderq.api import create_app
+
+    return create_app(settings.with_changes(cors_allow_origin=origin), store=store,
+                      queue=queue, proxy=proxy).test_client()
+
+
+def test_the_configured_origin_may_call_the_api_and_preflight(settings, store, queue, proxy):
+    client = _app_with_origin(settings, store, queue, proxy, "https://journal.example")
+    page = {"Origin": "https://journal.example"}
+    preflight = client.options("/api/stagings/demo/servers", headers={
+        **page, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization"})
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://journal.example"
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    answer = client.post("/api/stagings/nope/servers", headers=page)
+    assert answer.headers["Access-Control-Allow-Origin"] == "https://journal.example"
+    assert "Location" in answer.headers["Access-Control-Expose-Headers"]
+
+
+def test_other_origins_and_the_default_get_no_cors_headers(settings, store, queue, proxy):
+    client = _app_with_origin(settings, store, queue, proxy, "https://journal.example")
+    other = client.get("/api/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    default = _app_with_origin(settings, store, queue, proxy, "")
+    plain = default.get("/api/health", headers={"Origin": "https://journal.example"})
+    assert "Access-Control-Allow-Origin" not in plain.headers

@@ -19,6 +19,7 @@ from binderq.api import (
     tokens,
 )
 from binderq.api.context import EXTENSION, ApiContext
+from binderq.api.cors import enable_cors
 from binderq.api.errors import register_error_handlers
 from binderq.settings import Settings
 
@@ -56,4 +57,5 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any) -> Fla
     for module in (stagings, servers, pools, tmpnb, tasks, tokens, maintenance, health):
         api.register_blueprint(module.blp)
     app.register_blueprint(metrics.blp)
+    enable_cors(app, settings.cors_allow_origin)
     return app
