@@ -27,6 +27,12 @@ def build_proxy(settings: Settings) -> ChpProxy:
     return ChpProxy(settings.proxy_api_url, settings.proxy_api_token)
 
 
+def build_git(settings: Settings):
+    from binderq.adapters.git_source import GitSource
+
+    return GitSource(allow_local=settings.allow_local_repos, max_bytes=settings.max_repo_bytes)
+
+
 def build_celery(settings: Settings | None = None) -> Celery:
     from binderq.workers.app import make_celery
 
@@ -41,4 +47,5 @@ def create_wsgi_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     store = build_store(settings)
     queue = CeleryTaskQueue(build_celery(settings), store)
-    return create_app(settings, store=store, queue=queue, proxy=build_proxy(settings))
+    return create_app(settings, store=store, queue=queue, proxy=build_proxy(settings),
+                      git=build_git(settings))

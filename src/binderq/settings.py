@@ -53,6 +53,10 @@ class Settings:
     # Seconds between culler runs, and between reconcile runs (celery beat sends both).
     cull_interval: float = 30.0
     reconcile_interval: float = 60.0
+    # Limits of one docker build, and the largest repository a build fetches.
+    build_memory: str = "2g"
+    build_cpu_shares: int = 1024
+    max_repo_bytes: int = 500 * 1024**2
     # What reconcile does with a labelled container Redis does not know: remove or adopt.
     orphans: str = "remove"
 

@@ -190,7 +190,11 @@ def http(api_url, store, proxy, clean_runtime, launch_worker):
     yield api_url, session
     for staging in session.get(f"{api_url}/api/stagings").json():
         session.delete(f"{api_url}/api/stagings/{staging['name']}?force=true")
-    wait_for(lambda: not store.active_servers(), timeout=90, what="every server stops")
+    try:
+        wait_for(lambda: not store.active_servers(), timeout=90, what="every server stops")
+    except AssertionError as error:
+        stuck = [(s.id, str(s.status), s.error) for s in store.active_servers()]
+        raise AssertionError(f"{error}; still active: {stuck}") from error
 
 
 def wait_for(condition, *, timeout: float, what: str):

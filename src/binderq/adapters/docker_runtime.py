@@ -6,6 +6,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -124,6 +125,33 @@ class DockerRuntime:
         if not bindings:
             raise LaunchFailed(f"container {container_name} publishes no port {port}")
         return bindings[0]["HostIp"], int(bindings[0]["HostPort"])
+
+    @_engine_errors_as_ours
+    def build_image(self, context: Path, dockerfile: str, tag: str, *, labels: dict[str, str],
+                    memory: int, cpu_shares: int, on_line: Callable[[str], bool]) -> str:
+        """docker build of context with dockerfile (its text); on_line gets each log line and
+        returns False to stop the build. Returns the image id; LaunchFailed on failure."""
+        (context / ".binderq.Dockerfile").write_text(dockerfile)
+        stream = self.client.api.build(
+            path=str(context), dockerfile=".binderq.Dockerfile", tag=tag, labels=labels,
+            rm=True, forcerm=True, decode=True, pull=False,
+            container_limits={"memory": memory, "memswap": memory, "cpushares": cpu_shares})
+        try:
+            for chunk in stream:
+                if "error" in chunk:
+                    raise LaunchFailed(str(chunk["error"]).strip())
+                text = chunk.get("stream") or chunk.get("status") or ""
+                for line in text.splitlines():
+                    if line.strip() and on_line(line) is False:
+                        raise LaunchFailed("the build was stopped")
+        finally:
+            stream.close()  # dockerd stops a build whose client went away
+        image = self.client.images.get(tag)
+        return image.id
+
+    @_engine_errors_as_ours
+    def remove_image(self, tag: str) -> None:
+        _ignore_gone(lambda: self.client.api.remove_image(tag, force=True))
 
     @_engine_errors_as_ours
     def adoption_facts(self, server_id: str) -> tuple[dict[str, str], str]:

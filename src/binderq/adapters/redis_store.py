@@ -14,11 +14,13 @@ from typing import Any, TypeVar
 
 import redis
 
+from binderq.domain.builds import Build, BuildStatus
 from binderq.domain.errors import CapacityExceeded, DependencyDown, StaleStaging
 from binderq.domain.models import (
     Server,
     ServerStatus,
     Staging,
+    parse_time,
     server_from_dict,
     staging_from_dict,
     to_dict,
@@ -186,6 +188,10 @@ class RedisStore:
     POOL_DIRTY = "binderq:pool:{staging}:dirty"
     POOL_QUEUED = "binderq:pool:{staging}:replenish-queued"
     POOL_FAILURES = "binderq:pool:{staging}:failures"
+    BUILD = "binderq:build:{id}"
+    BUILDS = "binderq:builds"
+    BUILD_KEY = "binderq:build-key:{key}"
+    BUILD_LOG = "binderq:build:{id}:log"
     LOCK = "binderq:lock:{name}"
     TASK = "binderq:task:{id}"
     USER_TOKEN = "binderq:user-token:{hash}"
@@ -406,6 +412,66 @@ class RedisStore:
     def release_replenish_slot(self, staging: str) -> None:
         self.redis.delete(self.POOL_QUEUED.format(staging=staging))
 
+    # -- builds ---------------------------------------------------------------------------
+
+    def save_build(self, build: Build) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self.BUILD.format(id=build.id), mapping=_pairs(build_to_dict(build)))
+            pipe.zadd(self.BUILDS, {build.id: build.created_at.timestamp()})
+            pipe.execute()
+
+    def get_build(self, build_id: str) -> Build | None:
+        raw = self.redis.hgetall(self.BUILD.format(id=build_id))
+        return build_from_dict(_decode(raw)) if raw else None
+
+    def update_build(self, build_id: str, **changes: Any) -> Build | None:
+        """Change a build that is not final yet; None if it is (a cancel won the race)."""
+        build = self.get_build(build_id)
+        if build is None or build.status.is_final:
+            return None
+        encoded = _pairs({k: _jsonable(v) for k, v in changes.items()})
+        self.redis.hset(self.BUILD.format(id=build_id), mapping=encoded)
+        return self.get_build(build_id)
+
+    def forget_build(self, build_id: str) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self.BUILD.format(id=build_id), self.BUILD_LOG.format(id=build_id))
+            pipe.zrem(self.BUILDS, build_id)
+            pipe.execute()
+
+    def recent_builds(self, limit: int) -> list[Build]:
+        ids = [_text(i) for i in self.redis.zrevrange(self.BUILDS, 0, limit - 1)]
+        builds = (self.get_build(build_id) for build_id in ids)
+        return [build for build in builds if build is not None]
+
+    def claim_build_key(self, key: str, build_id: str) -> str:
+        """The build id owning key: build_id if it was free, else the one already there."""
+        name = self.BUILD_KEY.format(key=key)
+        if self.redis.set(name, build_id, nx=True):
+            return build_id
+        return _text(self.redis.get(name) or build_id.encode())
+
+    def release_build_key(self, key: str, build_id: str) -> None:
+        self._release_lock(keys=[self.BUILD_KEY.format(key=key)], args=[build_id])
+
+    def append_build_log(self, build_id: str, **entry: str) -> None:
+        self.redis.xadd(self.BUILD_LOG.format(id=build_id), entry, maxlen=20000,
+                        approximate=True)
+
+    def build_log(self, build_id: str, after: str = "-", block_ms: int | None = None
+                  ) -> list[tuple[str, dict[str, str]]]:
+        """Log entries after the entry id `after` ("-": from the start); with block_ms,
+        wait that long for new ones."""
+        key = self.BUILD_LOG.format(id=build_id)
+        if block_ms is None:
+            start = "-" if after == "-" else f"({after}"
+            entries = self.redis.xrange(key, min=start)
+        else:
+            found = self.redis.xread({key: "0" if after == "-" else after}, block=block_ms)
+            entries = found[0][1] if found else []
+        return [(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+                for entry_id, fields in entries]
+
     # -- tasks and tokens -----------------------------------------------------------------
 
     def record_task(self, task_id: str, name: str) -> None:
@@ -429,12 +495,28 @@ class RedisStore:
         return False
 
 
+def build_to_dict(build: Build) -> dict[str, Any]:
+    record = {key: _jsonable(value) for key, value in vars(build).items()}
+    record["status"] = str(build.status)
+    return record
+
+
+def build_from_dict(record: dict[str, Any]) -> Build:
+    values = dict(record)
+    values["status"] = BuildStatus(values["status"])
+    for key in ("created_at", "started_at", "finished_at"):
+        values[key] = parse_time(values.get(key))
+    return Build(**values)
+
+
 def _pairs(record: dict[str, Any]) -> dict[str, str]:
     flat = _encode(record)
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, (ServerStatus, BuildStatus)):
+        return str(value)
     if hasattr(value, "isoformat"):
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, ServerStatus):

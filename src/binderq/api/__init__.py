@@ -8,6 +8,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from binderq.api import (
+    builds,
     health,
     maintenance,
     metrics,
@@ -33,7 +34,8 @@ class BinderqApi(Api):
         register_error_handlers(self._app)
 
 
-def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any) -> Flask:
+def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any,
+               git: Any = None) -> Flask:
     """The Flask app; adapters are passed in so that tests can use fakes."""
     app = Flask("binderq")
     app.config.update(
@@ -49,12 +51,13 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any) -> Fla
     app.json.sort_keys = False  # Flask 3 reads this, not JSON_SORT_KEYS; sorting is waste
     app.url_map.strict_slashes = False  # /api/spawn and /api/spawn/ alike, as tmpnb took
     app.extensions[EXTENSION] = ApiContext(settings=settings, store=store, queue=queue,
-                                           proxy=proxy)
+                                           proxy=proxy, git=git)
     api = BinderqApi(app, spec_kwargs={"components": {"securitySchemes": {
         "token": {"type": "apiKey", "in": "header", "name": "Authorization",
                   "description": "`token <TOKEN>` or `Bearer <TOKEN>`"}}},
         "security": [{"token": []}]})
-    for module in (stagings, servers, pools, tmpnb, tasks, tokens, maintenance, health):
+    for module in (builds, stagings, servers, pools, tmpnb, tasks, tokens, maintenance,
+                   health):
         api.register_blueprint(module.blp)
     app.register_blueprint(metrics.blp)
     enable_cors(app, settings.cors_allow_origin)

@@ -23,6 +23,7 @@ class ApiContext:
     store: RedisStore
     queue: Any  # CeleryTaskQueue, or a fake in unit tests
     proxy: Any  # ChpProxy, or a fake in unit tests
+    git: Any = None  # GitSource: resolves refs when a build is asked for
     stagings: StagingCache = field(default_factory=lambda: StagingCache())
 
     def caller(self) -> Caller:

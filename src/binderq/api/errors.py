@@ -44,6 +44,7 @@ RESOURCE_OF_BLUEPRINT = {
     "tokens": "Token",
     "pools": "Pool",
     "maintenance": "Reconcile",
+    "builds": "Build",
 }
 
 _CODE_OF_MESSAGE = {

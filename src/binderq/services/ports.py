@@ -10,6 +10,7 @@ LAUNCH_TASK = "binderq.servers.launch"
 STOP_TASK = "binderq.servers.stop"
 REPLENISH_TASK = "binderq.pools.replenish"
 UPKEEP_TASK = "binderq.pools.upkeep"
+BUILD_TASK = "binderq.builds.build"
 
 
 class TaskQueue(Protocol):

@@ -20,6 +20,7 @@ TASK_TIME_LIMITS = {
     "binderq.pools.upkeep": 120,
     "binderq.maintenance.cull": 120,
     "binderq.maintenance.reconcile": 120,
+    "binderq.builds.build": 1800,
 }
 DEFAULT_TIME_LIMIT = 300
 # A message a worker took but never acked is handed out again after this many seconds, so it
@@ -41,6 +42,7 @@ TASK_MODULES = [
     "binderq.workers.tasks.health",
     "binderq.workers.tasks.pools",
     "binderq.workers.tasks.maintenance",
+    "binderq.workers.tasks.builds",
 ]
 
 POOL_UPKEEP_INTERVAL = 5.0

@@ -1,0 +1,125 @@
+"""/api/builds: build an image from a git repository at a ref, cached by commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from binderq.adapters.git_source import RepositoryError
+from binderq.adapters.redis_store import build_to_dict
+from binderq.api.auth import require_scope
+from binderq.api.context import context
+from binderq.api.stagings import NAME, StagingInSchema, StrictSchema, image_field
+from binderq.domain.builds import BuildStatus
+from binderq.domain.errors import FieldError, InvalidInput
+from binderq.domain.repos import MAX_REF_LENGTH, MAX_REPO_LENGTH
+from binderq.services import builds
+
+blp = Blueprint("builds", __name__, url_prefix="/api/builds",
+                description="Build: images from git repositories, cached by commit.")
+
+BUILD_FIELDS = ("id", "repo", "ref", "commit", "status", "image", "cached", "created_at",
+                "started_at", "finished_at", "error", "task_id")
+
+
+class BuildStagingSchema(StagingInSchema):
+    """The staging to stage the image under once built: a name and staging fields."""
+
+    name = fields.String(required=True, validate=validate.Regexp(NAME))
+    image = image_field(load_default=None)  # the build's image: not given here
+
+
+class BuildInSchema(StrictSchema):
+    repo = fields.String(required=True, validate=validate.Length(min=1, max=MAX_REPO_LENGTH))
+    ref = fields.String(load_default="HEAD", validate=validate.Length(min=1,
+                                                                        max=MAX_REF_LENGTH))
+    staging = fields.Nested(BuildStagingSchema, allow_none=True, load_default=None)
+
+
+class BuildSchema(Schema):
+    id = fields.String()
+    repo = fields.String()
+    ref = fields.String()
+    commit = fields.String()
+    status = fields.String(metadata={"enum": [str(status) for status in BuildStatus]})
+    image = fields.String(allow_none=True)
+    cached = fields.Boolean()
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+    task_id = fields.String(allow_none=True)
+
+
+class BuildListArgs(StrictSchema):
+    repo = fields.String()
+    status = fields.String(validate=validate.OneOf([str(status) for status in BuildStatus]))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+def build_body(build: Any) -> dict[str, Any]:
+    record = build_to_dict(build)
+    return {key: record[key] for key in BUILD_FIELDS}
+
+
+@blp.route("")
+class Builds(MethodView):
+    @blp.arguments(BuildInSchema)
+    @blp.response(202, BuildSchema)
+    @blp.alt_response(200, schema=BuildSchema, description="Built before: cached")
+    def post(self, fields: dict[str, Any]):
+        """Build repo at ref (the `build` scope). Hostile URLs and refs are refused (422)
+        before any git process starts."""
+        ctx = context()
+        require_scope(ctx.caller(), "build")
+        staging = fields["staging"]
+        if staging is not None:
+            staging.pop("image", None)
+        try:
+            build = builds.request_build(fields["repo"], fields["ref"], staging,
+                                         store=ctx.store, queue=ctx.queue, git=ctx.git,
+                                         settings=ctx.settings)
+        except RepositoryError as error:
+            raise InvalidInput("Build", message=str(error), errors=[FieldError(
+                "ref", "unprocessable", str(error))]) from error
+        response = jsonify(build_body(build))
+        response.status_code = 200 if build.status == BuildStatus.SUCCEEDED else 202
+        response.headers["Location"] = f"/api/builds/{build.id}"
+        return response
+
+    @blp.arguments(BuildListArgs, location="query")
+    @blp.response(200, BuildSchema(many=True))
+    def get(self, args: dict[str, Any]):
+        """Builds, newest first (the `build` scope)."""
+        ctx = context()
+        require_scope(ctx.caller(), "build")
+        found = ctx.store.recent_builds(args["limit"] if "repo" not in args and
+                                        "status" not in args else 500)
+        found = [b for b in found if args.get("repo", b.repo) == b.repo
+                 and args.get("status", str(b.status)) == str(b.status)]
+        return [build_body(build) for build in found[:args["limit"]]]
+
+
+@blp.route("/<build_id>")
+class BuildById(MethodView):
+    @blp.response(200, BuildSchema)
+    def get(self, build_id: str):
+        """One build (the `build` scope)."""
+        ctx = context()
+        require_scope(ctx.caller(), "build")
+        return build_body(builds.get_build(build_id, store=ctx.store))
+
+
+@blp.route("/<build_id>/logs")
+class BuildLogs(MethodView):
+    @blp.response(200, description="The log so far, as text/plain")
+    def get(self, build_id: str):
+        """The build's log so far (the `build` scope)."""
+        ctx = context()
+        require_scope(ctx.caller(), "build")
+        return Response(builds.build_log_text(build_id, store=ctx.store),
+                        mimetype="text/plain")

@@ -1,0 +1,141 @@
+"""Builds: what a repository's environment files mean, and the image they make. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from binderq.domain.models import utcnow
+
+
+class BuildStatus(StrEnum):
+    QUEUED = "queued"
+    FETCHING = "fetching"
+    BUILDING = "building"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (BuildStatus.SUCCEEDED, BuildStatus.FAILED, BuildStatus.CANCELLED)
+
+
+@dataclass
+class Build:
+    id: str
+    repo: str
+    ref: str
+    commit: str
+    status: BuildStatus = BuildStatus.QUEUED
+    image: str | None = None
+    cached: bool = False
+    created_at: datetime = field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    task_id: str | None = None
+    # Staging fields to stage the image under once built ({"name": ..., ...}), or None.
+    staging: dict[str, Any] | None = None
+
+
+# Files repo2docker users know that binderq cannot honour yet: a build with one fails and
+# names it, rather than ignoring it and building something else than the author meant.
+UNSUPPORTED = {
+    "environment.yml": "conda environments",
+    "Pipfile": "Pipenv",
+    "Pipfile.lock": "Pipenv",
+    "install.R": "R packages",
+    "DESCRIPTION": "R packages",
+    "Project.toml": "Julia projects",
+    "REQUIRE": "Julia projects",
+    "default.nix": "Nix",
+    "runtime.txt": "choosing a language version",
+    "setup.py": "installing the repository as a package",
+}
+# Read in this order; each adds a step to the generated Dockerfile.
+ENVIRONMENT_FILES = ("apt.txt", "requirements.txt", "postBuild", "start")
+CONFIG_DIRS = ("binder", ".binder")
+
+
+class SpecError(ValueError):
+    """The repository's environment cannot be built; the message names the file."""
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """How to build a checkout: a Dockerfile (the repository's or a generated one)."""
+
+    dockerfile: str  # its text
+    config_dir: str  # "", "binder" or ".binder"
+    files: tuple[str, ...]  # the environment files it reads, relative to the checkout
+    from_repository: bool
+
+    @property
+    def spec_hash(self) -> str:
+        return hashlib.sha256(self.dockerfile.encode()).hexdigest()
+
+
+def choose_config_dir(present: set[str]) -> str:
+    """binder/ or .binder/ takes precedence over the root, as in repo2docker."""
+    found = [name for name in CONFIG_DIRS if name in present]
+    if len(found) > 1:
+        raise SpecError("the repository has both binder/ and .binder/; keep one")
+    return found[0] if found else ""
+
+
+def build_spec(config_dir: str, files: dict[str, bytes], *, base_image: str) -> BuildSpec:
+    """The spec of a checkout whose config_dir holds files (name -> content)."""
+    def path(name: str) -> str:
+        return f"{config_dir}/{name}" if config_dir else name
+
+    for name, meaning in UNSUPPORTED.items():
+        if name in files:
+            raise SpecError(f"{path(name)}: {meaning} are not supported yet; use a "
+                            "Dockerfile, requirements.txt, apt.txt or postBuild")
+    if "Dockerfile" in files:
+        return BuildSpec(files["Dockerfile"].decode(errors="replace"), config_dir,
+                         (path("Dockerfile"),), from_repository=True)
+    used = tuple(name for name in ENVIRONMENT_FILES if name in files)
+    return BuildSpec(generated_dockerfile(base_image, config_dir, used, files), config_dir,
+                     tuple(path(name) for name in used), from_repository=False)
+
+
+def generated_dockerfile(base_image: str, config_dir: str, used: tuple[str, ...],
+                         files: dict[str, bytes]) -> str:
+    """A Dockerfile on the base image for the environment files present."""
+    def path(name: str) -> str:
+        return f"/home/jovyan/{config_dir}/{name}" if config_dir else f"/home/jovyan/{name}"
+
+    # The contents are part of the text, so the spec hash changes when a file does.
+    digest = hashlib.sha256(b"".join(files[name] for name in used)).hexdigest()[:16]
+    lines = [f"FROM {base_image}", f"LABEL binderq.environment={digest}", "USER root"]
+    if "apt.txt" in used:
+        lines.append(f"RUN apt-get update -qq && grep -v '^#' {path('apt.txt')} | xargs "
+                     "apt-get install -y -qq --no-install-recommends "
+                     "&& rm -rf /var/lib/apt/lists/*")
+    lines += ["COPY --chown=1000:1000 . /home/jovyan", "USER jovyan", "WORKDIR /home/jovyan"]
+    if "requirements.txt" in used:
+        lines.append(f"RUN python3 -m pip install --no-cache-dir --user "
+                     f"--break-system-packages -r {path('requirements.txt')}")
+    if "postBuild" in used:
+        lines.append(f"RUN chmod +x {path('postBuild')} && {path('postBuild')}")
+    if "start" in used:
+        lines += [f"RUN chmod +x {path('start')}", f'ENTRYPOINT ["{path("start")}"]']
+    return "\n".join(lines) + "\n"
+
+
+def image_name(repo: str, commit: str, spec: BuildSpec) -> str:
+    """Derived from the repository, the commit and the spec: the same inputs, the same tag."""
+    slug = re.sub(r"[^a-z0-9]+", "-", repo.lower().split("://", 1)[-1]).strip("-")[-40:]
+    repo_hash = hashlib.sha256(repo.encode()).hexdigest()[:8]
+    return f"binderq-build/{slug}-{repo_hash}:{commit[:12]}-{spec.spec_hash[:12]}"
+
+
+def cache_key(repo: str, commit: str, base_image: str) -> str:
+    """What makes two build requests the same build."""
+    return hashlib.sha256(f"{repo}\n{commit}\n{base_image}".encode()).hexdigest()

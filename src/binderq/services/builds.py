@@ -1,0 +1,158 @@
+"""Build: turn a repository at a ref into an image, cached by commit; stage it if asked."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from binderq.adapters.git_source import GitSource, RepositoryError
+from binderq.adapters.redis_store import RedisStore
+from binderq.domain.builds import (
+    CONFIG_DIRS,
+    ENVIRONMENT_FILES,
+    UNSUPPORTED,
+    Build,
+    BuildSpec,
+    BuildStatus,
+    SpecError,
+    build_spec,
+    cache_key,
+    choose_config_dir,
+    image_name,
+)
+from binderq.domain.errors import BinderqError, NotFound
+from binderq.domain.models import utcnow
+from binderq.domain.spec import memory_bytes
+from binderq.domain.tokens import new_task_id
+from binderq.services.ports import BUILD_TASK, TaskQueue
+from binderq.services.stagings import put_staging
+from binderq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_READ = {*ENVIRONMENT_FILES, *UNSUPPORTED, "Dockerfile"}
+
+
+# -- API side -----------------------------------------------------------------------------
+
+
+def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store: RedisStore,
+                  queue: TaskQueue, git: GitSource, settings: Settings) -> Build:
+    """The build of repo at ref: a finished one from the cache (cached=True), the one
+    already running for the same commit, or a new one queued."""
+    commit = git.resolve(repo, ref)  # checks repo and ref before git runs
+    key = cache_key(repo, commit, settings.notebook_image)
+    build = Build(id=secrets.token_hex(6), repo=repo, ref=ref, commit=commit,
+                  task_id=new_task_id(), staging=staging)
+    store.save_build(build)
+    owner = store.claim_build_key(key, build.id)
+    if owner != build.id:
+        existing = store.get_build(owner)
+        if existing is not None and existing.status in _SHAREABLE:
+            store.forget_build(build.id)
+            return replace(existing, cached=True) if existing.status == \
+                BuildStatus.SUCCEEDED else existing
+        store.release_build_key(key, owner)  # a failed or vanished build: build anew
+        store.claim_build_key(key, build.id)
+    queue.enqueue(BUILD_TASK, build.id, task_id=build.task_id)
+    return build
+
+
+_SHAREABLE = {BuildStatus.QUEUED, BuildStatus.FETCHING, BuildStatus.BUILDING,
+              BuildStatus.SUCCEEDED}
+
+
+def get_build(build_id: str, *, store: RedisStore) -> Build:
+    build = store.get_build(build_id)
+    if build is None:
+        raise NotFound("Build", build_id)
+    return build
+
+
+def build_log_text(build_id: str, *, store: RedisStore) -> str:
+    get_build(build_id, store=store)
+    return "".join(_log_line(entry) for _, entry in store.build_log(build_id))
+
+
+def _log_line(entry: dict[str, str]) -> str:
+    if "phase" in entry:
+        return f"[binderq] {entry['phase']}: {entry.get('message', '')}\n"
+    return entry.get("line", "") + "\n"
+
+
+# -- worker side --------------------------------------------------------------------------
+
+
+def run_build(build_id: str, *, store: RedisStore, git: GitSource, runtime,
+              queue: TaskQueue, settings: Settings) -> Build | None:
+    """Fetch the commit, choose its spec, docker build it, stage it if asked. Every failure
+    ends the build `failed` with the step that failed, and frees its cache key."""
+    build = store.get_build(build_id)
+    if build is None or build.status.is_final:
+        return build
+    step = "fetching"
+    try:
+        _phase(store, build, BuildStatus.FETCHING, "fetching the repository",
+               started_at=utcnow())
+        with tempfile.TemporaryDirectory(prefix="binderq-build-") as scratch:
+            checkout = git.fetch(build.repo, build.commit, Path(scratch) / "repo")
+            step = "reading the environment"
+            spec = read_spec(checkout, base_image=settings.notebook_image)
+            image = image_name(build.repo, build.commit, spec)
+            step = "building"
+            _phase(store, build, BuildStatus.BUILDING, f"building {image} from "
+                   f"{', '.join(spec.files) or 'the base image'}", image=image)
+            runtime.build_image(checkout, spec.dockerfile, image, labels=_labels(build, settings),
+                                memory=memory_bytes(settings.build_memory),
+                                cpu_shares=settings.build_cpu_shares,
+                                on_line=lambda line: _log(store, build.id, line))
+    except (BinderqError, RepositoryError, SpecError) as error:
+        return _fail(store, build, f"{step} failed: {error}", settings)
+    done = _phase(store, build, BuildStatus.SUCCEEDED, f"built {image}", finished_at=utcnow())
+    if done is not None and build.staging:
+        _stage(build, image, store=store, queue=queue)
+    return store.get_build(build.id)
+
+
+def read_spec(checkout: Path, *, base_image: str) -> BuildSpec:
+    """The spec of a checkout, by repo2docker's conventions."""
+    present = {path.name for path in checkout.iterdir() if path.is_dir()}
+    config_dir = choose_config_dir(present & set(CONFIG_DIRS))
+    folder = checkout / config_dir if config_dir else checkout
+    files = {path.name: path.read_bytes() for path in folder.iterdir()
+             if path.name in _READ and path.is_file()}
+    return build_spec(config_dir, files, base_image=base_image)
+
+
+def _labels(build: Build, settings: Settings) -> dict[str, str]:
+    return {"binderq.build.repo": build.repo, "binderq.build.commit": build.commit,
+            "binderq.build.id": build.id, "binderq.instance": settings.instance}
+
+
+def _log(store: RedisStore, build_id: str, line: str) -> bool:
+    store.append_build_log(build_id, line=line)
+    return True
+
+
+def _phase(store: RedisStore, build: Build, status: BuildStatus, message: str,
+           **changes: Any) -> Build | None:
+    store.append_build_log(build.id, phase=str(status), message=message)
+    return store.update_build(build.id, status=status, **changes)
+
+
+def _fail(store: RedisStore, build: Build, reason: str, settings: Settings) -> Build | None:
+    log.warning("build %s failed: %s", build.id, reason)
+    _phase(store, build, BuildStatus.FAILED, reason, error=reason, finished_at=utcnow())
+    store.release_build_key(cache_key(build.repo, build.commit, settings.notebook_image),
+                            build.id)
+    return store.get_build(build.id)
+
+
+def _stage(build: Build, image: str, *, store: RedisStore, queue: TaskQueue) -> None:
+    fields = {key: value for key, value in build.staging.items() if key != "name"}
+    fields.update(image=image, source={"repo": build.repo, "commit": build.commit})
+    put_staging(build.staging["name"], fields, store=store, queue=queue)

@@ -1,0 +1,174 @@
+"""Builds on the real stack: git repositories made on disk, a builds worker, docker build
+FROM the local notebook image. Every image built here is removed at the end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from binderq.bootstrap import create_wsgi_app
+from binderq.processes import stop_process
+from tests.integration.conftest import OPERATOR_TOKEN, wait_for
+
+OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def make_repo(root: Path, name: str, files: dict[str, str]) -> str:
+    """A git repository with files committed on main; its file:// URL."""
+    path = root / name
+    path.mkdir()
+    git(path, "init", "--quiet", "--initial-branch", "main")
+    git(path, "config", "user.email", "t@binderq.invalid")
+    git(path, "config", "user.name", "t")
+    for relative, text in files.items():
+        (path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (path / relative).write_text(text)
+    git(path, "add", ".")
+    git(path, "commit", "--quiet", "-m", "environment")
+    return f"file://{path}"
+
+
+@pytest.fixture(scope="module")
+def build_settings(settings):
+    return settings.with_changes(allow_local_repos=True, build_memory="512m")
+
+
+@pytest.fixture(scope="module")
+def build_worker(build_settings, logs_dir, runtime):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "binderq.workers.main", "worker", "-Q", "builds",
+         "--concurrency", "1", "--without-mingle", "--without-gossip", "-n", "build@%h"],
+        env=build_settings.to_env(), stdout=open(logs_dir / "build-worker.log", "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT, start_new_session=True)
+    yield process
+    stop_process(process, timeout=20)
+    for image in runtime.client.images.list(
+            filters={"label": f"binderq.instance={build_settings.instance}"}):
+        runtime.client.images.remove(image.id, force=True)
+
+
+@pytest.fixture
+def api(build_settings, store, build_worker, launch_worker, notebook_image):
+    return create_wsgi_app(build_settings).test_client()
+
+
+def finished(api, build_id, timeout=240):
+    def done():
+        build = api.get(f"/api/builds/{build_id}", headers=OPERATOR).get_json()
+        return build if build["status"] in ("succeeded", "failed", "cancelled") else None
+    return wait_for(done, timeout=timeout, what=f"build {build_id} finishes")
+
+
+DOCKERFILE = "FROM binderq/notebook:bookworm\nRUN echo made-by-binderq > /tmp/proof\n"
+
+
+def test_a_dockerfile_repository_builds_once_and_then_comes_from_the_cache(
+        api, tmp_path, runtime):
+    url = make_repo(tmp_path, "plain", {"Dockerfile": DOCKERFILE})
+    first = api.post("/api/builds", json={"repo": url, "ref": "main"}, headers=OPERATOR)
+    assert first.status_code == 202, first.get_json()
+    build = finished(api, first.get_json()["id"])
+    assert build["status"] == "succeeded", build
+    image = runtime.client.images.get(build["image"])
+    assert image.labels["binderq.build.commit"] == build["commit"]
+    assert image.labels["binderq.build.repo"] == url
+    log = api.get(f"/api/builds/{build['id']}/logs", headers=OPERATOR).get_data(as_text=True)
+    assert "RUN echo made-by-binderq" in log and "[binderq] succeeded" in log
+
+    again = api.post("/api/builds", json={"repo": url, "ref": "main"}, headers=OPERATOR)
+    assert again.status_code == 200
+    assert again.get_json()["cached"] is True and again.get_json()["image"] == build["image"]
+
+
+def test_identical_requests_while_building_share_one_build(api, tmp_path, store):
+    url = make_repo(tmp_path, "shared", {"Dockerfile": DOCKERFILE + "RUN sleep 2\n"})
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: api.post("/api/builds", json={"repo": url},
+                                                   headers=OPERATOR), range(6)))
+    ids = {answer.get_json()["id"] for answer in answers}
+    assert len(ids) == 1, ids
+    assert finished(api, ids.pop())["status"] == "succeeded"
+    assert len([b for b in store.recent_builds(100) if b.repo == url]) == 1
+
+
+def test_a_failing_dockerfile_fails_keeps_its_log_and_leaves_no_image(api, tmp_path, runtime):
+    url = make_repo(tmp_path, "broken", {"Dockerfile": DOCKERFILE + "RUN exit 3\n"})
+    build = finished(api, api.post("/api/builds", json={"repo": url},
+                                   headers=OPERATOR).get_json()["id"])
+    assert build["status"] == "failed"
+    assert build["error"].startswith("building failed") and "exit 3" in build["error"]
+    log = api.get(f"/api/builds/{build['id']}/logs", headers=OPERATOR).get_data(as_text=True)
+    assert "RUN exit 3" in log
+    assert runtime.client.images.list(name=build["image"]) == []
+    retry = api.post("/api/builds", json={"repo": url}, headers=OPERATOR)
+    assert retry.status_code == 202 and retry.get_json()["id"] != build["id"]  # not cached
+
+
+def test_an_environment_binderq_cannot_honour_fails_naming_the_file(api, tmp_path):
+    url = make_repo(tmp_path, "conda", {"binder/environment.yml": "dependencies: []\n"})
+    build = finished(api, api.post("/api/builds", json={"repo": url},
+                                   headers=OPERATOR).get_json()["id"])
+    assert build["status"] == "failed"
+    assert "binder/environment.yml" in build["error"]
+
+
+def test_postbuild_and_start_run_in_a_generated_image_that_is_then_staged(api, tmp_path,
+                                                                          runtime):
+    url = make_repo(tmp_path, "generated", {
+        ".binder/postBuild": "#!/bin/sh\necho from-postbuild > ~/postbuild-ran\n",
+        ".binder/start": '#!/bin/sh\nexport STARTED_BY=binderq\nexec "$@"\n',
+    })
+    answer = api.post("/api/builds", json={"repo": url, "staging": {
+        "name": "from-build", "public": True, "resources": {"memory": "256m"}}},
+        headers=OPERATOR)
+    build = finished(api, answer.get_json()["id"])
+    assert build["status"] == "succeeded", build
+    output = runtime.client.containers.run(
+        build["image"], ["sh", "-c", "cat ~/postbuild-ran; echo $STARTED_BY"], remove=True)
+    assert output.decode().split() == ["from-postbuild", "binderq"]
+    staging = wait_for(lambda: _ready(api, "from-build"), timeout=60,
+                       what="the built image is staged")
+    assert staging["image"] == build["image"] and staging["public"] is True
+    assert staging["source"] == {"repo": url, "commit": build["commit"]}
+    api.delete("/api/stagings/from-build", headers=OPERATOR)
+
+
+def _ready(api, name):
+    staging = api.get(f"/api/stagings/{name}", headers=OPERATOR).get_json()
+    return staging if staging.get("status") == "ready" else None
+
+
+@pytest.mark.parametrize("body", [
+    {"repo": "--upload-pack=touch {sentinel}"},
+    {"repo": "ext::sh -c touch% {sentinel}"},
+    {"repo": "ssh://-oProxyCommand=touch%20{sentinel}/x"},
+    {"repo": "https://169.254.169.254/latest"},
+    {"repo": "https://127.0.0.1:2375/x"},
+    {"repo": "https://example.org/x", "ref": "--upload-pack=touch {sentinel}"},
+    {"repo": "https://example.org/x", "ref": "-bx"},
+    {"repo": "https://example.org/x", "ref": ".."},
+    {"repo": "https://example.org/" + "x" * 3000},
+])
+def test_hostile_input_is_422_before_any_git_process(api, tmp_path, body):
+    sentinel = tmp_path / "pwned"
+    body = {key: value.format(sentinel=sentinel) for key, value in body.items()}
+    response = api.post("/api/builds", json=body, headers=OPERATOR)
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["errors"][0]["resource"] == "Build"
+    assert not sentinel.exists()
+
+
+def test_an_unknown_ref_is_422_saying_so(api, tmp_path):
+    url = make_repo(tmp_path, "refs", {"Dockerfile": DOCKERFILE})
+    response = api.post("/api/builds", json={"repo": url, "ref": "nope"}, headers=OPERATOR)
+    assert response.status_code == 422
+    assert "no branch or tag 'nope'" in response.get_json()["message"]
