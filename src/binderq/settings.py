@@ -56,6 +56,7 @@ class Settings:
     # Limits of one docker build, and the largest repository a build fetches.
     build_memory: str = "2g"
     build_cpu_shares: int = 1024
+    build_timeout: float = 1800.0
     max_repo_bytes: int = 500 * 1024**2
     # What reconcile does with a labelled container Redis does not know: remove or adopt.
     orphans: str = "remove"

@@ -3,12 +3,16 @@ FROM the local notebook image. Every image built here is removed at the end."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
 from binderq.bootstrap import create_wsgi_app
 from binderq.processes import stop_process
@@ -39,7 +43,7 @@ def make_repo(root: Path, name: str, files: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def build_settings(settings):
-    return settings.with_changes(allow_local_repos=True, build_memory="512m")
+    return settings.with_changes(allow_local_repos=True, build_memory="512m", build_timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +105,9 @@ def test_identical_requests_while_building_share_one_build(api, tmp_path, store)
 
 
 def test_a_failing_dockerfile_fails_keeps_its_log_and_leaves_no_image(api, tmp_path, runtime):
-    url = make_repo(tmp_path, "broken", {"Dockerfile": DOCKERFILE + "RUN exit 3\n"})
+    half_images_before = set(_dangling(runtime))
+    url = make_repo(tmp_path, "broken", {"Dockerfile": DOCKERFILE + f"RUN echo {tmp_path}\n"
+                                                       "RUN exit 3\n"})
     build = finished(api, api.post("/api/builds", json={"repo": url},
                                    headers=OPERATOR).get_json()["id"])
     assert build["status"] == "failed"
@@ -109,6 +115,7 @@ def test_a_failing_dockerfile_fails_keeps_its_log_and_leaves_no_image(api, tmp_p
     log = api.get(f"/api/builds/{build['id']}/logs", headers=OPERATOR).get_data(as_text=True)
     assert "RUN exit 3" in log
     assert runtime.client.images.list(name=build["image"]) == []
+    assert set(_dangling(runtime)) <= half_images_before  # no half-image either
     retry = api.post("/api/builds", json={"repo": url}, headers=OPERATOR)
     assert retry.status_code == 202 and retry.get_json()["id"] != build["id"]  # not cached
 
@@ -172,3 +179,71 @@ def test_an_unknown_ref_is_422_saying_so(api, tmp_path):
     response = api.post("/api/builds", json={"repo": url, "ref": "nope"}, headers=OPERATOR)
     assert response.status_code == 422
     assert "no branch or tag 'nope'" in response.get_json()["message"]
+
+
+def test_the_live_log_streams_phases_and_lines_and_ends_with_done(api, tmp_path):
+    url = make_repo(tmp_path, "live", {"Dockerfile": DOCKERFILE + "RUN sleep 1\n"})
+    build_id = api.post("/api/builds", json={"repo": url}, headers=OPERATOR).get_json()["id"]
+    stream = api.get(f"/api/builds/{build_id}/logs",
+                     headers={**OPERATOR, "Accept": "text/event-stream"})
+    assert stream.mimetype == "text/event-stream"
+    events = [block for block in stream.get_data(as_text=True).split("\n\n") if block]
+    kinds = [block.split("\n")[0] for block in events]
+    assert "event: phase" in kinds and "event: log" in kinds
+    assert kinds[-1] == "event: done"
+    done = json.loads(events[-1].split("data: ", 1)[1])
+    assert done["status"] == "succeeded" and done["id"] == build_id
+
+
+def test_following_a_stream_does_not_hold_up_other_requests(api, api_url, tmp_path):
+    url = make_repo(tmp_path, "slow", {"Dockerfile": DOCKERFILE + "RUN sleep 6\n"})
+    build_id = api.post("/api/builds", json={"repo": url}, headers=OPERATOR).get_json()["id"]
+    follow = threading.Thread(target=lambda: requests.get(
+        f"{api_url}/api/builds/{build_id}/logs", timeout=60, stream=True,
+        headers={**OPERATOR, "Accept": "text/event-stream"}).content)
+    follow.start()
+    time.sleep(1)
+    started = time.monotonic()
+    assert requests.get(f"{api_url}/api/openapi.json", timeout=10).status_code == 200
+    assert time.monotonic() - started < 1
+    follow.join(timeout=60)
+    assert finished(api, build_id)["status"] == "succeeded"
+
+
+def test_a_running_build_can_be_cancelled(api, tmp_path, runtime):
+    ticking = "RUN for i in $(seq 1 60); do echo tick $i; sleep 0.5; done\n"
+    url = make_repo(tmp_path, "cancel", {"Dockerfile": DOCKERFILE + ticking})
+    build_id = api.post("/api/builds", json={"repo": url}, headers=OPERATOR).get_json()["id"]
+    wait_for(lambda: "tick 2" in api.get(f"/api/builds/{build_id}/logs", headers=OPERATOR)
+             .get_data(as_text=True), timeout=60, what="the build runs")
+    answer = api.delete(f"/api/builds/{build_id}", headers=OPERATOR)
+    assert answer.status_code == 202 and answer.get_json()["status"] == "cancelled"
+    wait_for(lambda: _no_build_containers(runtime), timeout=30, what="the build stops")
+    log = api.get(f"/api/builds/{build_id}/logs", headers=OPERATOR).get_data(as_text=True)
+    assert "tick 60" not in log
+    assert api.get(f"/api/builds/{build_id}", headers=OPERATOR).get_json()["status"] == \
+        "cancelled"
+
+
+def test_a_postbuild_that_never_ends_fails_on_the_time_limit_and_leaves_nothing(
+        api, tmp_path, runtime):
+    url = make_repo(tmp_path, "forever", {"postBuild": "#!/bin/sh\nsleep 600\n"})
+    started = time.monotonic()
+    build = finished(api, api.post("/api/builds", json={"repo": url},
+                                   headers=OPERATOR).get_json()["id"], timeout=120)
+    assert build["status"] == "failed"
+    assert "time limit of 20 s" in build["error"]
+    assert time.monotonic() - started < 60
+    wait_for(lambda: _no_build_containers(runtime), timeout=30, what="the build is gone")
+    assert runtime.client.images.list(name=build["image"]) == []
+    assert _dangling(runtime) == [], "a half-image stayed"
+
+
+def _dangling(runtime) -> list[str]:
+    return [image.id for image in runtime.client.images.list(filters={"dangling": True})]
+
+
+def _no_build_containers(runtime) -> bool:
+    """No container of a build (they have no labels: they run a Dockerfile step)."""
+    return not [c for c in runtime.client.containers.list(all=True)
+                if not c.labels.get("binderq.instance")]

@@ -96,3 +96,19 @@ def test_server_tokens_are_derived_per_server_and_secret():
     assert token not in (server_token("secret", "s2"), server_token("other", "s1"))
     assert is_server_token("secret", "s1", token)
     assert not is_server_token("secret", "s2", token)
+
+
+@pytest.mark.parametrize("repo", [
+    "file:///tmp/pytest-of-root/pytest-42/test_dbg0/live",
+    "https://github.com/Org/Repo.git", "https://x.org/---/", "https://x.org/",
+])
+def test_build_image_names_are_valid_docker_references(repo):
+    import re
+
+    from binderq.domain.builds import BuildSpec, image_name
+
+    name = image_name(repo, "a" * 40, BuildSpec("FROM x\n", "", (), True))
+    repository, tag = name.split(":")
+    component = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
+    assert re.fullmatch(rf"{component}(?:/{component})*", repository), name
+    assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag), name

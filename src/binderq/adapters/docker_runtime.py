@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ T = TypeVar("T")
 
 # Capabilities no notebook needs; the rest of Docker's default set stays, because images
 # built from users' Dockerfiles may start as root and chown their home, as docker-stacks do.
+# The classic builder names each step's image: " ---> 1a2b3c4d5e6f".
+_STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12})$")
+
+# Seconds a failed build waits for dockerd to let go of the images it made.
+HALF_IMAGE_WAIT = 15.0
+
 # Seconds to wait for a network's containers to be detached before removing it fails.
 NETWORK_DETACH_WAIT = 10.0
 
@@ -128,11 +135,16 @@ class DockerRuntime:
 
     @_engine_errors_as_ours
     def build_image(self, context: Path, dockerfile: str, tag: str, *, labels: dict[str, str],
-                    memory: int, cpu_shares: int, on_line: Callable[[str], bool]) -> str:
+                    memory: int, cpu_shares: int, timeout: float,
+                    on_line: Callable[[str], bool]) -> str:
         """docker build of context with dockerfile (its text); on_line gets each log line and
-        returns False to stop the build. Returns the image id; LaunchFailed on failure."""
+        returns False to stop the build, and a build that talks past timeout seconds is
+        stopped (a silent one is stopped by the task's time limit). Returns the image id;
+        LaunchFailed on failure."""
         (context / ".binderq.Dockerfile").write_text(dockerfile)
-        stream = self.client.api.build(
+        made: list[str] = []  # images of the steps, to remove if the build fails
+        deadline = time.monotonic() + timeout
+        stream = self._start_build(
             path=str(context), dockerfile=".binderq.Dockerfile", tag=tag, labels=labels,
             rm=True, forcerm=True, decode=True, pull=False,
             container_limits={"memory": memory, "memswap": memory, "cpushares": cpu_shares})
@@ -140,14 +152,53 @@ class DockerRuntime:
             for chunk in stream:
                 if "error" in chunk:
                     raise LaunchFailed(str(chunk["error"]).strip())
+                if time.monotonic() > deadline:
+                    raise LaunchFailed(f"the build exceeded its time limit of {timeout:g} s")
                 text = chunk.get("stream") or chunk.get("status") or ""
                 for line in text.splitlines():
+                    made += _STEP_IMAGE.findall(line)
                     if line.strip() and on_line(line) is False:
                         raise LaunchFailed("the build was stopped")
-        finally:
-            stream.close()  # dockerd stops a build whose client went away
+        except (docker.errors.APIError, docker.errors.BuildError,
+                docker.errors.InvalidRepository) as error:
+            self._abandon(stream, made)
+            raise LaunchFailed(_short(error)) from error
+        except BaseException:  # stopped, cancelled, timed out: no half-image stays
+            self._abandon(stream, made)
+            raise
+        stream.close()
         image = self.client.images.get(tag)
         return image.id
+
+    def _abandon(self, stream: Any, image_ids: list[str]) -> None:
+        """Stop a build (closing its connection makes dockerd cancel it and remove its step
+        container), then remove the untagged images it made. Tagged ones (the base image)
+        and ones other images stand on stay."""
+        stream.close()
+        self.client.api.close()
+        deadline = time.monotonic() + HALF_IMAGE_WAIT
+        for image_id in reversed(image_ids):
+            while True:
+                try:
+                    if self.client.images.get(image_id).tags:
+                        break
+                    self.client.api.remove_image(image_id)
+                    break
+                except docker.errors.NotFound:
+                    break
+                except docker.errors.APIError as error:
+                    # 409 while the cancelled step's container still uses the image
+                    if error.status_code != 409 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+
+    def _start_build(self, **arguments: Any) -> Any:
+        try:
+            return self.client.api.build(**arguments)
+        except (docker.errors.APIError, docker.errors.DockerException) as error:
+            if isinstance(error, docker.errors.APIError) or "reference" in str(error):
+                raise LaunchFailed(f"docker refused the build: {_short(error)}") from error
+            raise
 
     @_engine_errors_as_ours
     def remove_image(self, tag: str) -> None:

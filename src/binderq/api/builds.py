@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response, jsonify, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -113,13 +116,52 @@ class BuildById(MethodView):
         require_scope(ctx.caller(), "build")
         return build_body(builds.get_build(build_id, store=ctx.store))
 
+    @blp.response(202, BuildSchema)
+    def delete(self, build_id: str):
+        """Cancel a queued or running build (the `build` scope)."""
+        ctx = context()
+        require_scope(ctx.caller(), "build")
+        return build_body(builds.cancel_build(build_id, store=ctx.store,
+                                              settings=ctx.settings)), 202
+
 
 @blp.route("/<build_id>/logs")
 class BuildLogs(MethodView):
-    @blp.response(200, description="The log so far, as text/plain")
+    @blp.response(200, description="The log so far as text/plain; with Accept: "
+                  "text/event-stream, a live stream of `phase` and `log` events that ends "
+                  "with `done`, carrying the Build")
     def get(self, build_id: str):
-        """The build's log so far (the `build` scope)."""
+        """The build's log (the `build` scope)."""
         ctx = context()
         require_scope(ctx.caller(), "build")
+        if request.accept_mimetypes.best == "text/event-stream":
+            builds.get_build(build_id, store=ctx.store)
+            return Response(stream_with_context(_events(ctx.store, build_id)),
+                            mimetype="text/event-stream", headers=STREAM_HEADERS)
         return Response(builds.build_log_text(build_id, store=ctx.store),
                         mimetype="text/plain")
+
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+KEEPALIVE_EVERY = 15.0  # seconds of silence before a comment keeps proxies from closing
+
+
+def _events(store, build_id: str) -> Iterator[str]:
+    """Server-sent events of a build's log until it is final, then `done` with the Build."""
+    after, quiet_since = "-", time.monotonic()
+    while True:
+        build = store.get_build(build_id)
+        entries = store.build_log(build_id, after=after, block_ms=1000)
+        for entry_id, entry in entries:
+            after = entry_id
+            kind = "phase" if "phase" in entry else "log"
+            yield f"event: {kind}\ndata: {json.dumps(entry)}\n\n"
+        if entries:
+            quiet_since = time.monotonic()
+        elif build is None or build.status.is_final:
+            body = build_body(build) if build else {"id": build_id}
+            yield f"event: done\ndata: {json.dumps(body)}\n\n"
+            return
+        elif time.monotonic() - quiet_since > KEEPALIVE_EVERY:
+            quiet_since = time.monotonic()
+            yield ": keepalive\n\n"

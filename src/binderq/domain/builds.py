@@ -131,7 +131,10 @@ def generated_dockerfile(base_image: str, config_dir: str, used: tuple[str, ...]
 
 def image_name(repo: str, commit: str, spec: BuildSpec) -> str:
     """Derived from the repository, the commit and the spec: the same inputs, the same tag."""
-    slug = re.sub(r"[^a-z0-9]+", "-", repo.lower().split("://", 1)[-1]).strip("-")[-40:]
+    # The last 40 characters of the URL's path, as a Docker name component: lower-case
+    # letters and digits, with single dashes inside, never at either end.
+    words = re.sub(r"[^a-z0-9]+", "-", repo.lower().split("://", 1)[-1])[-40:].strip("-")
+    slug = words or "repo"
     repo_hash = hashlib.sha256(repo.encode()).hexdigest()[:8]
     return f"binderq-build/{slug}-{repo_hash}:{commit[:12]}-{spec.spec_hash[:12]}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -104,18 +105,39 @@ def run_build(build_id: str, *, store: RedisStore, git: GitSource, runtime,
             spec = read_spec(checkout, base_image=settings.notebook_image)
             image = image_name(build.repo, build.commit, spec)
             step = "building"
-            _phase(store, build, BuildStatus.BUILDING, f"building {image} from "
-                   f"{', '.join(spec.files) or 'the base image'}", image=image)
+            if _phase(store, build, BuildStatus.BUILDING, f"building {image} from "
+                      f"{', '.join(spec.files) or 'the base image'}", image=image) is None:
+                return store.get_build(build.id)  # cancelled meanwhile
             runtime.build_image(checkout, spec.dockerfile, image, labels=_labels(build, settings),
                                 memory=memory_bytes(settings.build_memory),
                                 cpu_shares=settings.build_cpu_shares,
-                                on_line=lambda line: _log(store, build.id, line))
+                                timeout=settings.build_timeout,
+                                on_line=_logger(store, build.id))
     except (BinderqError, RepositoryError, SpecError) as error:
         return _fail(store, build, f"{step} failed: {error}", settings)
     done = _phase(store, build, BuildStatus.SUCCEEDED, f"built {image}", finished_at=utcnow())
-    if done is not None and build.staging:
+    if done is None:  # cancelled as it finished: the image goes too
+        runtime.remove_image(image)
+    elif build.staging:
         _stage(build, image, store=store, queue=queue)
     return store.get_build(build.id)
+
+
+def fail_build(build_id: str, reason: str, *, store: RedisStore,
+               settings: Settings) -> Build | None:
+    """End a build `failed` from outside its run (its time limit, say)."""
+    build = store.get_build(build_id)
+    return _fail(store, build, reason, settings) if build else None
+
+
+def cancel_build(build_id: str, *, store: RedisStore, settings: Settings) -> Build:
+    """Stop a queued or running build; a finished one is left as it is."""
+    build = get_build(build_id, store=store)
+    if _phase(store, build, BuildStatus.CANCELLED, "cancelled", error="cancelled",
+              finished_at=utcnow()) is not None:
+        store.release_build_key(cache_key(build.repo, build.commit, settings.notebook_image),
+                                build.id)
+    return get_build(build_id, store=store)
 
 
 def read_spec(checkout: Path, *, base_image: str) -> BuildSpec:
@@ -133,9 +155,22 @@ def _labels(build: Build, settings: Settings) -> dict[str, str]:
             "binderq.build.id": build.id, "binderq.instance": settings.instance}
 
 
-def _log(store: RedisStore, build_id: str, line: str) -> bool:
-    store.append_build_log(build_id, line=line)
-    return True
+CANCEL_CHECK_EVERY = 2.0  # seconds between looks at whether the build was cancelled
+
+
+def _logger(store: RedisStore, build_id: str):
+    """Append each line to the build's log; say stop once the build was cancelled."""
+    last_check = [time.monotonic()]
+
+    def log_line(line: str) -> bool:
+        store.append_build_log(build_id, line=line)
+        if time.monotonic() - last_check[0] < CANCEL_CHECK_EVERY:
+            return True
+        last_check[0] = time.monotonic()
+        current = store.get_build(build_id)
+        return current is not None and current.status != BuildStatus.CANCELLED
+
+    return log_line
 
 
 def _phase(store: RedisStore, build: Build, status: BuildStatus, message: str,

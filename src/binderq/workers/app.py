@@ -20,7 +20,8 @@ TASK_TIME_LIMITS = {
     "binderq.pools.upkeep": 120,
     "binderq.maintenance.cull": 120,
     "binderq.maintenance.reconcile": 120,
-    "binderq.builds.build": 1800,
+    # Soft limit: BINDERQ_BUILD_TIMEOUT, which ends the build `failed`; hard: 60 s later.
+    "binderq.builds.build": int(Settings.from_env().build_timeout) + 60,
 }
 DEFAULT_TIME_LIMIT = 300
 # A message a worker took but never acked is handed out again after this many seconds, so it
@@ -61,9 +62,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
 
 
 def time_limits(name: str) -> dict[str, int]:
-    """Hard and soft time limits of a task; the soft one (90%) lets it clean up first."""
+    """Hard and soft time limits of a task; the soft one lets it clean up first."""
     hard = TASK_TIME_LIMITS.get(name, DEFAULT_TIME_LIMIT)
-    return {"time_limit": hard, "soft_time_limit": int(hard * 0.9)}
+    soft = hard - 60 if name == "binderq.builds.build" else int(hard * 0.9)
+    return {"time_limit": hard, "soft_time_limit": soft}
 
 
 def make_celery(settings: Settings) -> Celery:

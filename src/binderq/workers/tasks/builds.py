@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from binderq.bootstrap import build_git
 from binderq.services import builds
@@ -16,7 +17,14 @@ NAME = "binderq.builds.build"
 def build(build_id: str) -> str | None:
     """Fetch, build and (if asked) stage one build; every failure ends it `failed`."""
     context = worker_context()
-    done = builds.run_build(build_id, store=context.store, git=build_git(context.settings),
-                            runtime=context.runtime, queue=context.queue,
-                            settings=context.settings)
+    try:
+        done = builds.run_build(build_id, store=context.store,
+                                git=build_git(context.settings), runtime=context.runtime,
+                                queue=context.queue, settings=context.settings)
+    except SoftTimeLimitExceeded:
+        # Raised wherever the build was, a silent step included; leaving it closed the
+        # connection to dockerd, which abandons the build.
+        limit = context.settings.build_timeout
+        done = builds.fail_build(build_id, f"the build exceeded its time limit of {limit:g} s",
+                                 store=context.store, settings=context.settings)
     return str(done.status) if done else None
