@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -247,3 +248,44 @@ def _no_build_containers(runtime) -> bool:
     """No container of a build (they have no labels: they run a Dockerfile step)."""
     return not [c for c in runtime.client.containers.list(all=True)
                 if not c.labels.get("binderq.instance")]
+
+
+def test_the_binderhub_door_builds_stages_and_launches_a_reachable_server(
+        api, tmp_path, clean_runtime, proxy):
+    url = make_repo(tmp_path, "door", {"Dockerfile": DOCKERFILE + "CMD []\n"})
+    stream = api.get(f"/build/git/{quote(url, safe='')}/main", headers=OPERATOR)
+    assert stream.mimetype == "text/event-stream"
+    events = [json.loads(line[len("data: "):]) for line in
+              stream.get_data(as_text=True).splitlines() if line.startswith("data: ")]
+    phases = [event["phase"] for event in events]
+    assert phases[-1] == "ready", events[-3:]
+    assert {"waiting", "built", "launching"} <= set(phases) or "building" in phases
+    ready = events[-1]
+    assert ready["image"].startswith("binderq-build/") and ready["token"]
+    status = requests.get(f"{ready['url']}api/status", params={"token": ready["token"]},
+                          timeout=10)
+    assert status.status_code == 200
+
+    again = [json.loads(line[len("data: "):]) for line in api.get(
+        f"/build/git/{quote(url, safe='')}/main", headers=OPERATOR).get_data(
+            as_text=True).splitlines()
+        if line.startswith("data: ")]
+    assert again[0]["phase"] == "built" and again[-1]["phase"] == "ready"  # from the cache
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/build/svn/org/repo/main", 422), ("/build/gh/only-one-part", 422),
+    ("/build/git/--upload-pack%3Dtouch%20x/main", 422),
+    ("/build/git/https%3A%2F%2Fexample.org%2Fx/main", 401),
+])
+def test_the_binderhub_door_refuses_bad_specs(api, path, status):
+    headers = {} if status == 401 else OPERATOR  # token launch auth: a token is needed
+    response = api.get(path, headers=headers)
+    assert response.status_code == status and response.get_json()["message"]
+
+
+def test_health_answers_as_binderhub_does(api):
+    body = api.get("/health").get_json()
+    assert body["ok"] is True
+    assert {check["service"] for check in body["checks"]} == {"redis", "docker", "proxy",
+                                                              "workers"}

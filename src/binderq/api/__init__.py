@@ -8,6 +8,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from binderq.api import (
+    binderhub,
     builds,
     health,
     maintenance,
@@ -57,7 +58,7 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any,
                   "description": "`token <TOKEN>` or `Bearer <TOKEN>`"}}},
         "security": [{"token": []}]})
     for module in (builds, stagings, servers, pools, tmpnb, tasks, tokens, maintenance,
-                   health):
+                   health, binderhub):
         api.register_blueprint(module.blp)
     app.register_blueprint(metrics.blp)
     enable_cors(app, settings.cors_allow_origin)
