@@ -11,6 +11,8 @@ command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v git >/dev/null || need_apt+=(git)
 command -v wrk >/dev/null || need_apt+=(wrk)  # the benchmarks' load generator
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)  # Debian splits it out
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   apt-get update -qq
