@@ -90,3 +90,16 @@ def test_concurrent_claims_hand_out_each_pooled_server_once(store):
         claimed = [server_id for server_id in pool.map(claim, range(200)) if server_id]
     assert sorted(claimed) == sorted(f"p{index}" for index in range(20))
     assert store.pool_counters("demo") == {"size": 20, "hits": 20, "misses": 180}
+
+
+def test_a_final_build_is_never_changed_again(store):
+    from binderq.domain.builds import Build, BuildStatus
+
+    store.save_build(Build(id="b1", repo="r", ref="main", commit="c" * 40))
+    assert store.update_build("b1", status=BuildStatus.BUILDING).status == BuildStatus.BUILDING
+    assert store.update_build("b1", status=BuildStatus.CANCELLED).status == \
+        BuildStatus.CANCELLED
+    assert store.update_build("b1", status=BuildStatus.SUCCEEDED, image="x") is None
+    build = store.get_build("b1")
+    assert (build.status, build.image) == (BuildStatus.CANCELLED, None)
+    assert store.update_build("missing", status=BuildStatus.BUILDING) is None

@@ -114,6 +114,15 @@ end
 return 0
 """
 
+# Change a build unless it is final (a cancel must not be overwritten by a late phase).
+_UPDATE_BUILD = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == '"succeeded"' or status == '"failed"'
+   or status == '"cancelled"' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
 # Release a lock only if this holder still has it.
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -209,6 +218,7 @@ class RedisStore:
         self._claim = client.register_script(_CLAIM)
         self._retire = client.register_script(_RETIRE)
         self._release_lock = client.register_script(_RELEASE_LOCK)
+        self._update_build = client.register_script(_UPDATE_BUILD)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
@@ -425,13 +435,10 @@ class RedisStore:
         return build_from_dict(_decode(raw)) if raw else None
 
     def update_build(self, build_id: str, **changes: Any) -> Build | None:
-        """Change a build that is not final yet; None if it is (a cancel won the race)."""
-        build = self.get_build(build_id)
-        if build is None or build.status.is_final:
-            return None
-        encoded = _pairs({k: _jsonable(v) for k, v in changes.items()})
-        self.redis.hset(self.BUILD.format(id=build_id), mapping=encoded)
-        return self.get_build(build_id)
+        """Change a build that is not final yet, in one step; None if it is (a cancel won)."""
+        encoded = _encode({k: _jsonable(v) for k, v in changes.items()})
+        applied = self._update_build(keys=[self.BUILD.format(id=build_id)], args=encoded)
+        return self.get_build(build_id) if applied else None
 
     def forget_build(self, build_id: str) -> None:
         with self.redis.pipeline() as pipe:
