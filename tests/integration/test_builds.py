@@ -259,7 +259,8 @@ def test_the_binderhub_door_builds_stages_and_launches_a_reachable_server(
               stream.get_data(as_text=True).splitlines() if line.startswith("data: ")]
     phases = [event["phase"] for event in events]
     assert phases[-1] == "ready", events[-3:]
-    assert {"waiting", "built", "launching"} <= set(phases) or "building" in phases
+    in_order = [phase for index, phase in enumerate(phases) if phases.index(phase) == index]
+    assert in_order == ["waiting", "fetching", "building", "built", "launching", "ready"]
     ready = events[-1]
     assert ready["image"].startswith("binderq-build/") and ready["token"]
     status = requests.get(f"{ready['url']}api/status", params={"token": ready["token"]},

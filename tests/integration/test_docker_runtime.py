@@ -121,3 +121,20 @@ def test_listing_and_removing_race_with_concurrent_removals(clean_runtime, noteb
         listings = list(pool.map(remove, specs + specs))  # each server removed twice at once
     assert all(isinstance(listing, list) for listing in listings)
     assert clean_runtime.server_containers() == []
+
+
+@pytest.mark.parametrize("directive", ["", "# escape=`\n"])
+def test_build_labels_reach_the_image_exactly_whatever_they_hold(clean_runtime, notebook_image,
+                                                                  tmp_path, directive):
+    labels = {"binderq.build.repo": 'https://h/a "b" $HOME \\ `x`', "binderq.build.id": "b1"}
+    tag = f"binderq-test/labels:{'directive' if directive else 'plain'}"
+    lines: list[str] = []
+    try:
+        clean_runtime.build_image(tmp_path, f"{directive}FROM {notebook_image}\n", tag,
+                                  labels=labels, memory=256 * 1024**2, cpu_shares=512,
+                                  timeout=60, on_line=lambda line: lines.append(line) or True)
+        image = clean_runtime.client.images.get(tag)
+        assert {key: image.labels.get(key) for key in labels} == labels
+        assert sum(line.startswith("Step ") for line in lines) == 2  # FROM, one LABEL
+    finally:
+        clean_runtime.remove_image(tag)

@@ -92,14 +92,17 @@ def test_concurrent_claims_hand_out_each_pooled_server_once(store):
     assert store.pool_counters("demo") == {"size": 20, "hits": 20, "misses": 180}
 
 
-def test_a_final_build_is_never_changed_again(store):
+def test_a_final_build_is_never_changed_again_and_only_real_moves_are_logged(store):
     from binderq.domain.builds import Build, BuildStatus
 
     store.save_build(Build(id="b1", repo="r", ref="main", commit="c" * 40))
-    assert store.update_build("b1", status=BuildStatus.BUILDING).status == BuildStatus.BUILDING
-    assert store.update_build("b1", status=BuildStatus.CANCELLED).status == \
+    assert store.move_build("b1", BuildStatus.BUILDING, "building").status == \
+        BuildStatus.BUILDING
+    assert store.move_build("b1", BuildStatus.CANCELLED, "cancelled").status == \
         BuildStatus.CANCELLED
-    assert store.update_build("b1", status=BuildStatus.SUCCEEDED, image="x") is None
+    assert store.move_build("b1", BuildStatus.SUCCEEDED, "built", image="x") is None
     build = store.get_build("b1")
     assert (build.status, build.image) == (BuildStatus.CANCELLED, None)
-    assert store.update_build("missing", status=BuildStatus.BUILDING) is None
+    assert [entry["phase"] for _, entry in store.build_log("b1")] == ["building", "cancelled"]
+    assert store.move_build("missing", BuildStatus.BUILDING, "building") is None
+    assert store.build_log("missing") == []

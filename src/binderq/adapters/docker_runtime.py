@@ -14,6 +14,7 @@ import docker
 import docker.errors
 import requests
 
+from binderq.domain.builds import with_labels
 from binderq.domain.errors import DependencyDown, LaunchFailed
 from binderq.domain.spec import (
     LABEL_INSTANCE,
@@ -141,11 +142,11 @@ class DockerRuntime:
         returns False to stop the build, and a build that talks past timeout seconds is
         stopped (a silent one is stopped by the task's time limit). Returns the image id;
         LaunchFailed on failure."""
-        (context / ".binderq.Dockerfile").write_text(dockerfile)
+        (context / ".binderq.Dockerfile").write_text(with_labels(dockerfile, labels))
         made: list[str] = []  # images of the steps, to remove if the build fails
         deadline = time.monotonic() + timeout
         stream = self._start_build(
-            path=str(context), dockerfile=".binderq.Dockerfile", tag=tag, labels=labels,
+            path=str(context), dockerfile=".binderq.Dockerfile", tag=tag,
             rm=True, forcerm=True, decode=True, pull=False,
             container_limits={"memory": memory, "memswap": memory, "cpushares": cpu_shares})
         try:

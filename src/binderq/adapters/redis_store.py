@@ -115,11 +115,12 @@ return 0
 """
 
 # Change a build unless it is final (a cancel must not be overwritten by a late phase).
-_UPDATE_BUILD = """
+_MOVE_BUILD = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or status == '"succeeded"' or status == '"failed"'
    or status == '"cancelled"' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'phase', ARGV[2], 'message', ARGV[3])
 return 1
 """
 
@@ -201,6 +202,7 @@ class RedisStore:
     BUILDS = "binderq:builds"
     BUILD_KEY = "binderq:build-key:{key}"
     BUILD_LOG = "binderq:build:{id}:log"
+    BUILD_LOG_LENGTH = 20000  # entries a build log keeps (about: Redis trims whole nodes)
     LOCK = "binderq:lock:{name}"
     TASK = "binderq:task:{id}"
     USER_TOKEN = "binderq:user-token:{hash}"
@@ -218,7 +220,7 @@ class RedisStore:
         self._claim = client.register_script(_CLAIM)
         self._retire = client.register_script(_RETIRE)
         self._release_lock = client.register_script(_RELEASE_LOCK)
-        self._update_build = client.register_script(_UPDATE_BUILD)
+        self._move_build = client.register_script(_MOVE_BUILD)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
@@ -434,10 +436,14 @@ class RedisStore:
         raw = self.redis.hgetall(self.BUILD.format(id=build_id))
         return build_from_dict(_decode(raw)) if raw else None
 
-    def update_build(self, build_id: str, **changes: Any) -> Build | None:
-        """Change a build that is not final yet, in one step; None if it is (a cancel won)."""
-        encoded = _encode({k: _jsonable(v) for k, v in changes.items()})
-        applied = self._update_build(keys=[self.BUILD.format(id=build_id)], args=encoded)
+    def move_build(self, build_id: str, status: BuildStatus, message: str,
+                   **changes: Any) -> Build | None:
+        """Move a build that is not final yet to status and log the phase with message, in
+        one step; None if it is final (a cancel won), and then nothing is logged."""
+        encoded = _encode({k: _jsonable(v) for k, v in {"status": status, **changes}.items()})
+        keys = [self.BUILD.format(id=build_id), self.BUILD_LOG.format(id=build_id)]
+        applied = self._move_build(keys=keys, args=[self.BUILD_LOG_LENGTH, str(status), message,
+                                                    *encoded])
         return self.get_build(build_id) if applied else None
 
     def forget_build(self, build_id: str) -> None:
@@ -462,8 +468,8 @@ class RedisStore:
         self._release_lock(keys=[self.BUILD_KEY.format(key=key)], args=[build_id])
 
     def append_build_log(self, build_id: str, **entry: str) -> None:
-        self.redis.xadd(self.BUILD_LOG.format(id=build_id), entry, maxlen=20000,
-                        approximate=True)
+        self.redis.xadd(self.BUILD_LOG.format(id=build_id), entry,
+                        maxlen=self.BUILD_LOG_LENGTH, approximate=True)
 
     def build_log(self, build_id: str, after: str = "-", block_ms: int | None = None
                   ) -> list[tuple[str, dict[str, str]]]:

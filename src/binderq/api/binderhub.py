@@ -30,8 +30,8 @@ PROVIDERS = {"gh": "https://github.com/", "gl": "https://gitlab.com/"}
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 POLL = 0.25  # seconds between looks at a build, staging or server
 HEARTBEAT_EVERY = 15.0
-PHASE_OF = {BuildStatus.QUEUED: "waiting", BuildStatus.FETCHING: "fetching",
-            BuildStatus.BUILDING: "building"}
+WAIT_MS = 1000  # the longest wait for a build's next log line before a heartbeat check
+PHASE_OF = {"queued": "waiting", "fetching": "fetching", "building": "building"}
 
 
 def repo_and_ref(provider: str, spec: str) -> tuple[str, str]:
@@ -114,20 +114,19 @@ def _build_and_launch(ctx: ApiContext, build: Any) -> Iterator[str]:
 
 def _follow_build(ctx: ApiContext, build_id: str) -> Iterator[str]:
     """Events of the build's phases and log lines until it is final; returns the build."""
-    after, last_phase = "-", None
-    while True:
-        build = ctx.store.get_build(build_id)
-        entries = ctx.store.build_log(build_id, after=after, block_ms=int(POLL * 1000))
-        phase = PHASE_OF.get(build.status) if build else None
-        if phase and phase != last_phase:
-            last_phase = phase
-            yield _event(phase, f"build {build_id} is {build.status}")
-        for entry_id, entry in entries:
-            after = entry_id
-            if "line" in entry:
+    quiet_since = time.monotonic()
+    for entries in builds.follow_build(build_id, store=ctx.store, wait_ms=WAIT_MS):
+        for _, entry in entries:
+            if entry.get("phase") in PHASE_OF:
+                yield _event(PHASE_OF[entry["phase"]], entry.get("message", ""))
+            elif "line" in entry:
                 yield _event("building", entry["line"] + "\n")
-        if build is None or (build.status.is_final and not entries):
-            return build
+        if entries:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > HEARTBEAT_EVERY:
+            quiet_since = time.monotonic()
+            yield ": heartbeat\n\n"
+    return ctx.store.get_build(build_id)
 
 
 def _staged(ctx: ApiContext, build: Any) -> Iterator[str]:

@@ -148,20 +148,16 @@ KEEPALIVE_EVERY = 15.0  # seconds of silence before a comment keeps proxies from
 
 def _events(store, build_id: str) -> Iterator[str]:
     """Server-sent events of a build's log until it is final, then `done` with the Build."""
-    after, quiet_since = "-", time.monotonic()
-    while True:
-        build = store.get_build(build_id)
-        entries = store.build_log(build_id, after=after, block_ms=1000)
-        for entry_id, entry in entries:
-            after = entry_id
+    quiet_since = time.monotonic()
+    for entries in builds.follow_build(build_id, store=store):
+        for _, entry in entries:
             kind = "phase" if "phase" in entry else "log"
             yield f"event: {kind}\ndata: {json.dumps(entry)}\n\n"
         if entries:
             quiet_since = time.monotonic()
-        elif build is None or build.status.is_final:
-            body = build_body(build) if build else {"id": build_id}
-            yield f"event: done\ndata: {json.dumps(body)}\n\n"
-            return
         elif time.monotonic() - quiet_since > KEEPALIVE_EVERY:
             quiet_since = time.monotonic()
             yield ": keepalive\n\n"
+    build = store.get_build(build_id)
+    body = build_body(build) if build else {"id": build_id}
+    yield f"event: done\ndata: {json.dumps(body)}\n\n"

@@ -6,6 +6,7 @@ import logging
 import secrets
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
                 BuildStatus.SUCCEEDED else existing
         store.release_build_key(key, owner)  # a failed or vanished build: build anew
         store.claim_build_key(key, build.id)
+    store.append_build_log(build.id, phase=str(BuildStatus.QUEUED),
+                           message="waiting for a builds worker")
     queue.enqueue(BUILD_TASK, build.id, task_id=build.task_id)
     return build
 
@@ -77,6 +80,34 @@ def get_build(build_id: str, *, store: RedisStore) -> Build:
 def build_log_text(build_id: str, *, store: RedisStore) -> str:
     get_build(build_id, store=store)
     return "".join(_log_line(entry) for _, entry in store.build_log(build_id))
+
+
+LogEntry = tuple[str, dict[str, str]]
+
+
+def follow_build(build_id: str, *, store: RedisStore, wait_ms: int = 1000
+                 ) -> Iterator[list[LogEntry]]:
+    """The build's log as it grows: each batch of new entries (an empty one after wait_ms
+    of silence, for keepalives), until the build is final (or gone) and its log all given."""
+    after, wait = "-", wait_ms
+    while True:
+        build = store.get_build(build_id)
+        final = build is None or build.status.is_final
+        entries = store.build_log(build_id, after=after, block_ms=None if final else wait)
+        if entries:
+            after = entries[-1][0]
+            yield entries
+        elif final:
+            return
+        else:
+            yield []
+        # The final phase is logged just before the record changes: look again soon.
+        wait = FINAL_WAIT_MS if any(entry.get("phase") in _FINAL for _, entry in entries) \
+            else wait_ms
+
+
+FINAL_WAIT_MS = 20
+_FINAL = {str(status) for status in BuildStatus if status.is_final}
 
 
 def _log_line(entry: dict[str, str]) -> str:
@@ -175,8 +206,7 @@ def _logger(store: RedisStore, build_id: str):
 
 def _phase(store: RedisStore, build: Build, status: BuildStatus, message: str,
            **changes: Any) -> Build | None:
-    store.append_build_log(build.id, phase=str(status), message=message)
-    return store.update_build(build.id, status=status, **changes)
+    return store.move_build(build.id, status, message, **changes)
 
 
 def _fail(store: RedisStore, build: Build, reason: str, settings: Settings) -> Build | None:
