@@ -58,6 +58,8 @@ class Settings:
     build_cpu_shares: int = 1024
     build_timeout: float = 1800.0
     max_repo_bytes: int = 500 * 1024**2
+    # How many builds may be in progress (queued or running) at once; more get 429 and fail.
+    max_builds: int = 10
     # What reconcile does with a labelled container Redis does not know: remove or adopt.
     orphans: str = "remove"
 
@@ -82,6 +84,8 @@ class Settings:
             raise SettingsError(f"BINDERQ_ORPHANS must be one of {ORPHAN_POLICIES}")
         if self.max_servers < 1:
             raise SettingsError("BINDERQ_MAX_SERVERS must be at least 1")
+        if self.max_builds < 1:
+            raise SettingsError("BINDERQ_MAX_BUILDS must be at least 1")
         if self.publish_ip in ("0.0.0.0", "::"):
             raise SettingsError("BINDERQ_PUBLISH_IP must name one address, not all of them")
 

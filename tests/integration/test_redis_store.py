@@ -106,3 +106,17 @@ def test_a_final_build_is_never_changed_again_and_only_real_moves_are_logged(sto
     assert [entry["phase"] for _, entry in store.build_log("b1")] == ["building", "cancelled"]
     assert store.move_build("missing", BuildStatus.BUILDING, "building") is None
     assert store.build_log("missing") == []
+
+
+def test_builds_in_progress_are_counted_up_to_the_limit_and_leave_when_final(store):
+    from binderq.domain.builds import Build, BuildStatus
+
+    for build_id in ("a", "b", "c"):
+        store.save_build(Build(id=build_id, repo="r", ref="main", commit="c" * 40))
+    assert store.admit_build("a", limit=2) is None
+    assert store.admit_build("b", limit=2) is None
+    assert store.admit_build("c", limit=2) == 2
+    store.move_build("a", BuildStatus.FAILED, "failed")
+    assert store.admit_build("c", limit=2) is None
+    store.forget_build("b")
+    assert store.admit_build("d", limit=2) is None  # b's place came back with its record

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 
+from binderq.api import create_app
 from binderq.domain.builds import (
     Build,
     BuildStatus,
@@ -12,7 +16,9 @@ from binderq.domain.builds import (
     choose_config_dir,
     with_labels,
 )
-from binderq.services.builds import follow_build
+from binderq.domain.errors import DependencyDown, TooManyBuilds
+from binderq.services.builds import follow_build, request_build
+from tests.unit.conftest import OPERATOR
 
 BASE = "binderq/notebook:bookworm"
 
@@ -96,3 +102,84 @@ def test_following_a_quiet_build_yields_empty_batches_for_keepalives(store):
 
 def test_following_a_build_that_vanished_ends(store):
     assert list(follow_build("gone", store=store, wait_ms=10)) == []
+
+
+class FakeGit:
+    """Resolves every ref to a commit named after the repository."""
+
+    def resolve(self, repo: str, ref: str) -> str:
+        return hashlib.sha1(f"{repo}@{ref}".encode()).hexdigest()
+
+
+def _request(repo, *, store, queue, settings):
+    return request_build(repo, "main", None, store=store, queue=queue, git=FakeGit(),
+                         settings=settings)
+
+
+def test_builds_past_the_limit_fail_naming_it_and_a_finished_one_frees_its_place(
+        store, queue, settings):
+    settings = settings.with_changes(max_builds=2)
+    first, _ = (_request(f"https://h/r{n}", store=store, queue=queue, settings=settings)
+                for n in range(2))
+    with pytest.raises(TooManyBuilds) as refused:
+        _request("https://h/r2", store=store, queue=queue, settings=settings)
+    assert "limit of 2 concurrent builds (BINDERQ_MAX_BUILDS)" in refused.value.message
+    failed = store.get_build(refused.value.build_id)
+    assert (failed.status, failed.error) == (BuildStatus.FAILED, refused.value.message)
+    assert len(queue.sent) == 2  # the refused build never reached the queue
+
+    store.move_build(first.id, BuildStatus.SUCCEEDED, "built")
+    assert _request("https://h/r2", store=store, queue=queue, settings=settings).status == \
+        BuildStatus.QUEUED
+
+
+def test_an_identical_request_shares_the_build_and_takes_no_place(store, queue, settings):
+    settings = settings.with_changes(max_builds=1)
+    one = _request("https://h/r", store=store, queue=queue, settings=settings)
+    assert _request("https://h/r", store=store, queue=queue, settings=settings).id == one.id
+    assert len(queue.sent) == 1
+
+
+def test_places_of_builds_whose_records_are_gone_are_given_back(store, queue, settings):
+    settings = settings.with_changes(max_builds=1)
+    lost = _request("https://h/r", store=store, queue=queue, settings=settings)
+    store.redis.delete(store.BUILD.format(id=lost.id))  # an expired record, say
+    assert _request("https://h/other", store=store, queue=queue, settings=settings)
+
+
+def test_a_build_that_cannot_be_queued_fails_and_frees_its_place(store, queue, settings):
+    settings = settings.with_changes(max_builds=1)
+    queue.down = True
+    with pytest.raises(DependencyDown):
+        _request("https://h/r", store=store, queue=queue, settings=settings)
+    (build,) = store.recent_builds(10)
+    assert build.status == BuildStatus.FAILED and "could not queue" in build.error
+    queue.down = False
+    assert _request("https://h/r", store=store, queue=queue, settings=settings).status == \
+        BuildStatus.QUEUED
+
+
+@pytest.fixture
+def build_client(settings, store, queue, proxy):
+    app = create_app(settings.with_changes(max_builds=1), store=store, queue=queue,
+                     proxy=proxy, git=FakeGit())
+    return app.test_client()
+
+
+def test_the_api_answers_429_with_retry_after_past_the_build_limit(build_client):
+    assert build_client.post("/api/builds", json={"repo": "https://h/a"},
+                             headers=OPERATOR).status_code == 202
+    refused = build_client.post("/api/builds", json={"repo": "https://h/b"}, headers=OPERATOR)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert "BINDERQ_MAX_BUILDS" in refused.get_json()["message"]
+    (failed,) = build_client.get("/api/builds?status=failed", headers=OPERATOR).get_json()
+    assert failed["repo"] == "https://h/b" and "BINDERQ_MAX_BUILDS" in failed["error"]
+
+
+def test_the_binderhub_door_streams_failed_past_the_build_limit(build_client):
+    build_client.post("/api/builds", json={"repo": "https://github.com/o/a"}, headers=OPERATOR)
+    stream = build_client.get("/build/gh/o/b/main", headers=OPERATOR)
+    assert stream.mimetype == "text/event-stream"
+    (event,) = [json.loads(line[len("data: "):]) for line in
+                stream.get_data(as_text=True).splitlines() if line.startswith("data: ")]
+    assert event["phase"] == "failed" and "BINDERQ_MAX_BUILDS" in event["message"]

@@ -115,13 +115,36 @@ return 0
 """
 
 # Change a build unless it is final (a cancel must not be overwritten by a late phase).
-_MOVE_BUILD = """
+_IS_FINAL_BUILD = """
+local function is_final(status)
+  return status == '"succeeded"' or status == '"failed"' or status == '"cancelled"'
+end
+"""
+
+# Move a build that is not final yet: set its fields, log the phase, and once it is final,
+# give back its place among the builds in progress.
+_MOVE_BUILD = _IS_FINAL_BUILD + """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status or status == '"succeeded"' or status == '"failed"'
-   or status == '"cancelled"' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if not status or is_final(status) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'phase', ARGV[2], 'message', ARGV[3])
+if is_final(redis.call('HGET', KEYS[1], 'status')) then redis.call('SREM', KEYS[3], ARGV[4]) end
 return 1
+"""
+
+# Admit a build among those in progress if fewer than the limit are; members whose record
+# is final or gone (an expired record, a lost write) are dropped first. -1 when admitted,
+# else how many are in progress.
+_ADMIT_BUILD = _IS_FINAL_BUILD + """
+local count = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local status = redis.call('HGET', ARGV[3] .. id, 'status')
+  if not status or is_final(status) then redis.call('SREM', KEYS[1], id)
+  else count = count + 1 end
+end
+if count >= tonumber(ARGV[1]) then return count end
+redis.call('SADD', KEYS[1], ARGV[2])
+return -1
 """
 
 # Release a lock only if this holder still has it.
@@ -201,6 +224,7 @@ class RedisStore:
     BUILD = "binderq:build:{id}"
     BUILDS = "binderq:builds"
     BUILD_KEY = "binderq:build-key:{key}"
+    BUILDS_IN_PROGRESS = "binderq:builds:in-progress"
     BUILD_LOG = "binderq:build:{id}:log"
     BUILD_LOG_LENGTH = 20000  # entries a build log keeps (about: Redis trims whole nodes)
     LOCK = "binderq:lock:{name}"
@@ -221,6 +245,7 @@ class RedisStore:
         self._retire = client.register_script(_RETIRE)
         self._release_lock = client.register_script(_RELEASE_LOCK)
         self._move_build = client.register_script(_MOVE_BUILD)
+        self._admit_build = client.register_script(_ADMIT_BUILD)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
@@ -441,15 +466,25 @@ class RedisStore:
         """Move a build that is not final yet to status and log the phase with message, in
         one step; None if it is final (a cancel won), and then nothing is logged."""
         encoded = _encode({k: _jsonable(v) for k, v in {"status": status, **changes}.items()})
-        keys = [self.BUILD.format(id=build_id), self.BUILD_LOG.format(id=build_id)]
+        keys = [self.BUILD.format(id=build_id), self.BUILD_LOG.format(id=build_id),
+                self.BUILDS_IN_PROGRESS]
         applied = self._move_build(keys=keys, args=[self.BUILD_LOG_LENGTH, str(status), message,
-                                                    *encoded])
+                                                    build_id, *encoded])
         return self.get_build(build_id) if applied else None
+
+    def admit_build(self, build_id: str, limit: int) -> int | None:
+        """Count build_id among the builds in progress if fewer than limit are (None); else
+        how many are. It leaves the count when it is moved to a final status."""
+        prefix = self.BUILD.format(id="")
+        found = int(self._admit_build(keys=[self.BUILDS_IN_PROGRESS],
+                                      args=[limit, build_id, prefix]))
+        return None if found < 0 else found
 
     def forget_build(self, build_id: str) -> None:
         with self.redis.pipeline() as pipe:
             pipe.delete(self.BUILD.format(id=build_id), self.BUILD_LOG.format(id=build_id))
             pipe.zrem(self.BUILDS, build_id)
+            pipe.srem(self.BUILDS_IN_PROGRESS, build_id)
             pipe.execute()
 
     def recent_builds(self, limit: int) -> list[Build]:

@@ -19,7 +19,7 @@ from binderq.adapters.git_source import RepositoryError
 from binderq.api.auth import require_known_token, require_scope
 from binderq.api.context import ApiContext, context
 from binderq.domain.builds import BuildStatus
-from binderq.domain.errors import BinderqError, FieldError, InvalidInput
+from binderq.domain.errors import BinderqError, FieldError, InvalidInput, TooManyBuilds
 from binderq.domain.models import ServerStatus, StagingStatus
 from binderq.services import builds, deploy, stagings
 from binderq.services.health import health_report
@@ -71,6 +71,9 @@ class BuildAndLaunch(MethodView):
                                          git=ctx.git, settings=ctx.settings)
         except RepositoryError as error:
             raise _invalid("ref", str(error)) from error
+        except TooManyBuilds as error:  # BinderHub says so in the stream, as `failed`
+            return Response(_event("failed", error.message), mimetype="text/event-stream",
+                            headers=STREAM_HEADERS)
         events = stream_with_context(_build_and_launch(ctx, build))
         return Response(events, mimetype="text/event-stream", headers=STREAM_HEADERS)
 

@@ -20,6 +20,7 @@ from binderq.domain.errors import (
     InvalidInput,
     NotFound,
     StaleStaging,
+    TooManyBuilds,
     Unauthorized,
 )
 
@@ -31,6 +32,7 @@ STATUS_OF = {
     NotFound: 404,
     Conflict: 409,
     CapacityExceeded: 429,
+    TooManyBuilds: 429,
     DependencyDown: 503,
     Unauthorized: 401,
     Forbidden: 403,
@@ -76,7 +78,7 @@ def handle_binderq_error(error: BinderqError) -> ResponseReturnValue:
         errors = [{"resource": error.resource, "code": error.code}]
     response = jsonify(error_body(str(error), errors))
     response.status_code = status
-    if isinstance(error, CapacityExceeded):
+    if isinstance(error, (CapacityExceeded, TooManyBuilds)):
         response.headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthorized):
         response.headers["WWW-Authenticate"] = 'token realm="binderq"'

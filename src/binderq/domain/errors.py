@@ -63,6 +63,21 @@ class CapacityExceeded(BinderqError):
 
 
 @dataclass
+class TooManyBuilds(BinderqError):
+    """As many builds are in progress as the operator allows; try again later (429). The
+    refused build is recorded `failed` with this message."""
+
+    limit: int
+    build_id: str
+    retry_after: int = 30
+
+    @property
+    def message(self) -> str:  # type: ignore[override]
+        return (f"too many builds in progress: the limit of {self.limit} concurrent builds "
+                "(BINDERQ_MAX_BUILDS) is reached; try again in a few minutes")
+
+
+@dataclass
 class DependencyDown(BinderqError):
     """Redis, the Docker engine or the proxy cannot be reached (503)."""
 

@@ -26,7 +26,7 @@ from binderq.domain.builds import (
     choose_config_dir,
     image_name,
 )
-from binderq.domain.errors import BinderqError, NotFound
+from binderq.domain.errors import BinderqError, NotFound, TooManyBuilds
 from binderq.domain.models import utcnow
 from binderq.domain.spec import memory_bytes
 from binderq.domain.tokens import new_task_id
@@ -60,9 +60,17 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
                 BuildStatus.SUCCEEDED else existing
         store.release_build_key(key, owner)  # a failed or vanished build: build anew
         store.claim_build_key(key, build.id)
+    if store.admit_build(build.id, settings.max_builds) is not None:
+        refused = TooManyBuilds(limit=settings.max_builds, build_id=build.id)
+        _fail(store, build, refused.message, settings)
+        raise refused
     store.append_build_log(build.id, phase=str(BuildStatus.QUEUED),
                            message="waiting for a builds worker")
-    queue.enqueue(BUILD_TASK, build.id, task_id=build.task_id)
+    try:
+        queue.enqueue(BUILD_TASK, build.id, task_id=build.task_id)
+    except BinderqError as error:
+        _fail(store, build, f"could not queue the build: {error}", settings)
+        raise
     return build
 
 
