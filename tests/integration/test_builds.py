@@ -136,8 +136,8 @@ def test_postbuild_and_start_run_in_a_generated_image_that_is_then_staged(api, t
         ".binder/start": '#!/bin/sh\nexport STARTED_BY=binderq\nexec "$@"\n',
     })
     answer = api.post("/api/builds", json={"repo": url, "staging": {
-        "name": "from-build", "public": True, "resources": {"memory": "256m"}}},
-        headers=OPERATOR)
+        "name": "from-build", "public": True, "resources": {"memory": "256m"},
+        "pool_size": 1}}, headers=OPERATOR)
     build = finished(api, answer.get_json()["id"])
     assert build["status"] == "succeeded", build
     output = runtime.client.containers.run(
@@ -147,7 +147,18 @@ def test_postbuild_and_start_run_in_a_generated_image_that_is_then_staged(api, t
                        what="the built image is staged")
     assert staging["image"] == build["image"] and staging["public"] is True
     assert staging["source"] == {"repo": url, "commit": build["commit"]}
-    api.delete("/api/stagings/from-build", headers=OPERATOR)
+    pool = wait_for(lambda: _pool_with_one_ready(api, "from-build"), timeout=90,
+                    what="the pool of the built image has its server")
+    assert pool["size"] == 1
+    assert api.delete("/api/stagings/from-build?force=true",
+                      headers=OPERATOR).status_code == 204
+    wait_for(lambda: not runtime.server_containers(), timeout=60,
+             what="the pooled server is stopped")
+
+
+def _pool_with_one_ready(api, name):
+    pool = api.get(f"/api/pools/{name}", headers=OPERATOR).get_json()
+    return pool if pool.get("ready") == 1 else None
 
 
 def _ready(api, name):

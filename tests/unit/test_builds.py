@@ -16,8 +16,8 @@ from binderq.domain.builds import (
     choose_config_dir,
     with_labels,
 )
-from binderq.domain.errors import DependencyDown, TooManyBuilds
-from binderq.services.builds import follow_build, request_build
+from binderq.domain.errors import DependencyDown, InvalidInput, TooManyBuilds
+from binderq.services.builds import follow_build, request_build, stage_built
 from tests.unit.conftest import OPERATOR
 
 BASE = "binderq/notebook:bookworm"
@@ -183,3 +183,43 @@ def test_the_binderhub_door_streams_failed_past_the_build_limit(build_client):
     (event,) = [json.loads(line[len("data: "):]) for line in
                 stream.get_data(as_text=True).splitlines() if line.startswith("data: ")]
     assert event["phase"] == "failed" and "BINDERQ_MAX_BUILDS" in event["message"]
+
+
+def _staging_request(name, **fields):
+    return {"name": name, "public": True, **fields}
+
+
+def test_a_cached_build_asked_with_a_staging_is_staged_at_once(store, queue, settings):
+    built = _request("https://h/r", store=store, queue=queue, settings=settings)
+    store.move_build(built.id, BuildStatus.SUCCEEDED, "built", image="built/r:1")
+    again = request_build("https://h/r", "main", _staging_request("later", pool_size=2),
+                          store=store, queue=queue, git=FakeGit(), settings=settings)
+    assert again.cached and again.id == built.id
+    staging = store.get_staging("later")
+    assert (staging.image, staging.public) == ("built/r:1", True)
+    assert (staging.source.repo, staging.source.commit) == ("https://h/r", built.commit)
+    assert store.pool_counters("later")["size"] == 2
+
+
+def test_a_staging_asked_of_a_running_build_is_staged_when_it_succeeds(store, queue,
+                                                                       settings):
+    first = request_build("https://h/r", "main", _staging_request("one"), store=store,
+                          queue=queue, git=FakeGit(), settings=settings)
+    request_build("https://h/r", "main", _staging_request("two", pool_size=1), store=store,
+                  queue=queue, git=FakeGit(), settings=settings)
+    assert store.get_staging("two") is None  # not built yet
+    done = store.move_build(first.id, BuildStatus.SUCCEEDED, "built", image="built/r:1")
+    stage_built(done, store=store, queue=queue, settings=settings)
+    assert {store.get_staging(name).image for name in ("one", "two")} == {"built/r:1"}
+    assert store.pool_counters("two")["size"] == 1
+    versions = [store.get_staging(name).version for name in ("one", "two")]
+    stage_built(done, store=store, queue=queue, settings=settings)  # a task run again
+    assert [store.get_staging(name).version for name in ("one", "two")] == versions
+
+
+def test_a_pool_larger_than_the_capacity_is_refused_before_the_build(store, queue, settings):
+    with pytest.raises(InvalidInput) as refused:
+        request_build("https://h/r", "main", _staging_request("big", pool_size=99),
+                      store=store, queue=queue, git=FakeGit(), settings=settings)
+    assert refused.value.errors[0].field == "staging.pool_size"
+    assert store.recent_builds(10) == [] and queue.sent == []

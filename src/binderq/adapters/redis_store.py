@@ -132,6 +132,15 @@ if is_final(redis.call('HGET', KEYS[1], 'status')) then redis.call('SREM', KEYS[
 return 1
 """
 
+# Ask a build that is not final yet to stage its image once built as well: 1, or 0 if it
+# is final already (then the caller stages it, or not, itself).
+_ADD_BUILD_STAGING = _IS_FINAL_BUILD + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or is_final(status) then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
 # Admit a build among those in progress if fewer than the limit are; members whose record
 # is final or gone (an expired record, a lost write) are dropped first. -1 when admitted,
 # else how many are in progress.
@@ -226,6 +235,7 @@ class RedisStore:
     BUILD_KEY = "binderq:build-key:{key}"
     BUILDS_IN_PROGRESS = "binderq:builds:in-progress"
     BUILD_LOG = "binderq:build:{id}:log"
+    BUILD_STAGINGS = "binderq:build:{id}:stagings"
     BUILD_LOG_LENGTH = 20000  # entries a build log keeps (about: Redis trims whole nodes)
     LOCK = "binderq:lock:{name}"
     TASK = "binderq:task:{id}"
@@ -246,6 +256,7 @@ class RedisStore:
         self._release_lock = client.register_script(_RELEASE_LOCK)
         self._move_build = client.register_script(_MOVE_BUILD)
         self._admit_build = client.register_script(_ADMIT_BUILD)
+        self._add_build_staging = client.register_script(_ADD_BUILD_STAGING)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
@@ -480,9 +491,20 @@ class RedisStore:
                                       args=[limit, build_id, prefix]))
         return None if found < 0 else found
 
+    def add_build_staging(self, build_id: str, staging: dict[str, Any]) -> bool:
+        """Stage the build's image under staging too once built; False if it is final."""
+        keys = [self.BUILD.format(id=build_id), self.BUILD_STAGINGS.format(id=build_id)]
+        return bool(self._add_build_staging(keys=keys, args=[json.dumps(staging)]))
+
+    def build_stagings(self, build_id: str) -> list[dict[str, Any]]:
+        """The stagings later requests asked of a build (add_build_staging), oldest first."""
+        raw = self.redis.lrange(self.BUILD_STAGINGS.format(id=build_id), 0, -1)
+        return [json.loads(item) for item in raw]
+
     def forget_build(self, build_id: str) -> None:
         with self.redis.pipeline() as pipe:
-            pipe.delete(self.BUILD.format(id=build_id), self.BUILD_LOG.format(id=build_id))
+            pipe.delete(self.BUILD.format(id=build_id), self.BUILD_LOG.format(id=build_id),
+                        self.BUILD_STAGINGS.format(id=build_id))
             pipe.zrem(self.BUILDS, build_id)
             pipe.srem(self.BUILDS_IN_PROGRESS, build_id)
             pipe.execute()

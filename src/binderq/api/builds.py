@@ -34,6 +34,8 @@ class BuildStagingSchema(StagingInSchema):
 
     name = fields.String(required=True, validate=validate.Regexp(NAME))
     image = image_field(load_default=None)  # the build's image: not given here
+    pool_size = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=0),
+                               metadata={"description": "servers to keep ready once staged"})
 
 
 class BuildInSchema(StrictSchema):

@@ -30,6 +30,7 @@ from binderq.domain.errors import BinderqError, NotFound, TooManyBuilds
 from binderq.domain.models import utcnow
 from binderq.domain.spec import memory_bytes
 from binderq.domain.tokens import new_task_id
+from binderq.services.pools import check_pool_size, set_pool_size
 from binderq.services.ports import BUILD_TASK, TaskQueue
 from binderq.services.stagings import put_staging
 from binderq.settings import Settings
@@ -46,6 +47,9 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
                   queue: TaskQueue, git: GitSource, settings: Settings) -> Build:
     """The build of repo at ref: a finished one from the cache (cached=True), the one
     already running for the same commit, or a new one queued."""
+    if staging and staging.get("pool_size") is not None:
+        check_pool_size(staging["pool_size"], settings, resource="Build",
+                        field="staging.pool_size")
     commit = git.resolve(repo, ref)  # checks repo and ref before git runs
     key = cache_key(repo, commit, settings.notebook_image)
     build = Build(id=secrets.token_hex(6), repo=repo, ref=ref, commit=commit,
@@ -56,6 +60,9 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
         existing = store.get_build(owner)
         if existing is not None and existing.status in _SHAREABLE:
             store.forget_build(build.id)
+            if staging is not None:
+                _stage_when_built(existing, staging, store=store, queue=queue,
+                                  settings=settings)
             return replace(existing, cached=True) if existing.status == \
                 BuildStatus.SUCCEEDED else existing
         store.release_build_key(key, owner)  # a failed or vanished build: build anew
@@ -132,6 +139,8 @@ def run_build(build_id: str, *, store: RedisStore, git: GitSource, runtime,
     """Fetch the commit, choose its spec, docker build it, stage it if asked. Every failure
     ends the build `failed` with the step that failed, and frees its cache key."""
     build = store.get_build(build_id)
+    if build is not None and build.status == BuildStatus.SUCCEEDED:
+        stage_built(build, store=store, queue=queue, settings=settings)  # a task run again
     if build is None or build.status.is_final:
         return build
     step = "fetching"
@@ -157,9 +166,25 @@ def run_build(build_id: str, *, store: RedisStore, git: GitSource, runtime,
     done = _phase(store, build, BuildStatus.SUCCEEDED, f"built {image}", finished_at=utcnow())
     if done is None:  # cancelled as it finished: the image goes too
         runtime.remove_image(image)
-    elif build.staging:
-        _stage(build, image, store=store, queue=queue)
+    else:
+        stage_built(done, store=store, queue=queue, settings=settings)
     return store.get_build(build.id)
+
+
+def stage_built(build: Build, *, store: RedisStore, queue: TaskQueue,
+                settings: Settings) -> None:
+    """Stage a built image under every staging asked of its build. Doing it again changes
+    nothing: an unchanged staging stays as it is. A staging that fails is logged, and the
+    build stays succeeded."""
+    for staging in [build.staging, *store.build_stagings(build.id)]:
+        if not staging:
+            continue
+        try:
+            _stage(build, staging, store=store, queue=queue, settings=settings)
+        except BinderqError as error:
+            log.warning("build %s: staging %s failed: %s", build.id, staging["name"], error)
+            store.append_build_log(build.id, line=f"[binderq] staging {staging['name']} "
+                                                  f"failed: {error}")
 
 
 def fail_build(build_id: str, reason: str, *, store: RedisStore,
@@ -225,7 +250,21 @@ def _fail(store: RedisStore, build: Build, reason: str, settings: Settings) -> B
     return store.get_build(build.id)
 
 
-def _stage(build: Build, image: str, *, store: RedisStore, queue: TaskQueue) -> None:
-    fields = {key: value for key, value in build.staging.items() if key != "name"}
-    fields.update(image=image, source={"repo": build.repo, "commit": build.commit})
-    put_staging(build.staging["name"], fields, store=store, queue=queue)
+def _stage(build: Build, staging: dict[str, Any], *, store: RedisStore, queue: TaskQueue,
+           settings: Settings) -> None:
+    name = staging["name"]
+    fields = {key: value for key, value in staging.items() if key not in ("name", "pool_size")}
+    fields.update(image=build.image, source={"repo": build.repo, "commit": build.commit})
+    put_staging(name, fields, store=store, queue=queue)
+    if staging.get("pool_size") is not None:
+        set_pool_size(name, staging["pool_size"], store=store, queue=queue, settings=settings)
+
+
+def _stage_when_built(build: Build, staging: dict[str, Any], *, store: RedisStore,
+                      queue: TaskQueue, settings: Settings) -> None:
+    """Stage a shared build's image under staging too: once it is built, or now if it is."""
+    if store.add_build_staging(build.id, staging):
+        return  # its worker stages it after the build succeeds
+    latest = store.get_build(build.id)
+    if latest is not None and latest.status == BuildStatus.SUCCEEDED:
+        _stage(latest, staging, store=store, queue=queue, settings=settings)

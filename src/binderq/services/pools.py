@@ -36,13 +36,19 @@ def set_pool_size(staging_name: str, size: int, *, store: RedisStore, queue: Tas
                   settings: Settings) -> Pool:
     """Set how many servers the pool keeps ready; upkeep starts or stops servers to match."""
     get_staging(staging_name, store=store)
-    if size > settings.max_servers:
-        raise InvalidInput("Pool", errors=[FieldError(
-            "size", "invalid", f"a pool of {size} is larger than the service's capacity of "
-                               f"{settings.max_servers} servers (BINDERQ_MAX_SERVERS)")])
+    check_pool_size(size, settings)
     store.set_pool_size(staging_name, size)
     request_replenish(staging_name, store=store, queue=queue)
     return get_pool(staging_name, store=store)
+
+
+def check_pool_size(size: int, settings: Settings, *, resource: str = "Pool",
+                    field: str = "size") -> None:
+    """A pool may not be larger than the service's capacity."""
+    if size > settings.max_servers:
+        raise InvalidInput(resource, errors=[FieldError(
+            field, "invalid", f"a pool of {size} is larger than the service's capacity of "
+                              f"{settings.max_servers} servers (BINDERQ_MAX_SERVERS)")])
 
 
 def get_pool(staging_name: str, *, store: RedisStore) -> Pool:
