@@ -223,3 +223,29 @@ def test_a_pool_larger_than_the_capacity_is_refused_before_the_build(store, queu
                       store=store, queue=queue, git=FakeGit(), settings=settings)
     assert refused.value.errors[0].field == "staging.pool_size"
     assert store.recent_builds(10) == [] and queue.sent == []
+
+
+def test_a_staging_can_name_a_succeeded_build_instead_of_an_image(client, store, queue,
+                                                                  settings):
+    built = _request("https://h/r", store=store, queue=queue, settings=settings)
+    running = client.put("/api/stagings/s", json={"build": built.id}, headers=OPERATOR)
+    assert running.status_code == 409 and "queued" in running.get_json()["message"]
+
+    store.move_build(built.id, BuildStatus.SUCCEEDED, "built", image="built/r:1")
+    staged = client.put("/api/stagings/s", json={"build": built.id}, headers=OPERATOR)
+    assert staged.status_code == 202
+    body = staged.get_json()
+    assert body["image"] == "built/r:1"
+    assert body["source"] == {"repo": "https://h/r", "commit": built.commit}
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"build": "abc123"}, 422, "build"),  # no such build
+    ({"build": "abc123", "image": "x:1"}, 422, "build"),
+    ({"build": "../etc"}, 422, "build"),
+    ({}, 422, "image"),
+])
+def test_a_staging_naming_no_usable_build_is_refused(client, body, status, field):
+    answer = client.put("/api/stagings/s", json=body, headers=OPERATOR)
+    assert answer.status_code == status
+    assert answer.get_json()["errors"][0]["field"] == field

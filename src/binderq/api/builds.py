@@ -16,7 +16,7 @@ from binderq.adapters.git_source import RepositoryError
 from binderq.adapters.redis_store import build_to_dict
 from binderq.api.auth import require_scope
 from binderq.api.context import context
-from binderq.api.stagings import NAME, StagingInSchema, StrictSchema, image_field
+from binderq.api.stagings import NAME, StagingInSchema, StrictSchema
 from binderq.domain.builds import BuildStatus
 from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.repos import MAX_REF_LENGTH, MAX_REPO_LENGTH
@@ -32,8 +32,10 @@ BUILD_FIELDS = ("id", "repo", "ref", "commit", "status", "image", "cached", "cre
 class BuildStagingSchema(StagingInSchema):
     """The staging to stage the image under once built: a name and staging fields."""
 
+    class Meta(StagingInSchema.Meta):
+        exclude = ("image", "build")  # the build's own image
+
     name = fields.String(required=True, validate=validate.Regexp(NAME))
-    image = image_field(load_default=None)  # the build's image: not given here
     pool_size = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=0),
                                metadata={"description": "servers to keep ready once staged"})
 
@@ -82,8 +84,6 @@ class Builds(MethodView):
         ctx = context()
         require_scope(ctx.caller(), "build")
         staging = fields["staging"]
-        if staging is not None:
-            staging.pop("image", None)
         try:
             build = builds.request_build(fields["repo"], fields["ref"], staging,
                                          store=ctx.store, queue=ctx.queue, git=ctx.git,

@@ -10,6 +10,7 @@ from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from binderq.api.stagings import MISSING_IMAGE
 from binderq.domain.errors import (
     BinderqError,
     CapacityExceeded,
@@ -51,6 +52,7 @@ RESOURCE_OF_BLUEPRINT = {
 
 _CODE_OF_MESSAGE = {
     "Missing data for required field.": "missing_field",
+    MISSING_IMAGE: "missing_field",
     "Unknown field.": "unprocessable",
 }
 

@@ -8,7 +8,15 @@ from typing import Any
 from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates,
+    validates_schema,
+)
 
 from binderq.api.auth import require_operator
 from binderq.api.context import context
@@ -25,6 +33,7 @@ SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
+MISSING_IMAGE = "Missing data for required field: image, or build (a build id)."
 MIN_MEMORY = 16 * 1024**2
 MAX_MEMORY = 64 * 1024**3
 
@@ -90,9 +99,12 @@ class SourceSchema(StrictSchema):
 
 
 class StagingInSchema(StrictSchema):
-    """The fields of a staging that a PUT sets; everything but `image` has a default."""
+    """The fields of a staging that a PUT sets: `image` or `build` (the id of a succeeded
+    build, whose image and source it takes); everything else has a default."""
 
-    image = image_field(required=True)
+    image = image_field()
+    build = fields.String(validate=validate.Regexp(r"^[0-9a-f]{1,64}$", error="a build id"),
+                          metadata={"description": "a succeeded build's id, instead of image"})
     command = command_field(allow_none=True)
     port = fields.Integer(load_default=8888, validate=validate.Range(min=1, max=65535))
     env = env_field()
@@ -106,6 +118,13 @@ class StagingInSchema(StrictSchema):
     public = fields.Boolean(load_default=False)
     description = fields.String(load_default="", validate=validate.Length(max=2000))
     source = fields.Nested(SourceSchema, load_default=dict)
+
+    @validates_schema
+    def validate_image_or_build(self, data: dict[str, Any], **_: Any) -> None:
+        if "image" not in data and "build" not in data:
+            raise ValidationError(MISSING_IMAGE, "image")
+        if "image" in data and "build" in data:
+            raise ValidationError("give image or build (a build id), not both", "build")
 
     @validates("services")
     def validate_unique_services(self, value: list[dict[str, Any]], **_: Any) -> None:
@@ -168,6 +187,8 @@ class StagingByName(MethodView):
         """Create or replace a staging (operator). 202 while it is staged; 200 if unchanged."""
         ctx = context()
         require_operator(ctx.caller())
+        if "build" in fields:
+            fields = stagings.with_build_image(fields, store=ctx.store)
         change = stagings.put_staging(checked_name(name), fields, store=ctx.store,
                                       queue=ctx.queue)
         body = {**to_dict(change.staging), "task_id": change.task_id}

@@ -7,7 +7,8 @@ from typing import Any
 
 from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
-from binderq.domain.errors import DependencyDown, NotFound
+from binderq.domain.builds import BuildStatus
+from binderq.domain.errors import Conflict, DependencyDown, FieldError, InvalidInput, NotFound
 from binderq.domain.models import (
     DataVolume,
     ExtraService,
@@ -38,6 +39,24 @@ def staging_from_fields(name: str, fields: dict[str, Any]) -> Staging:
     values["services"] = [ExtraService(**svc) for svc in values.get("services", [])]
     values["data"] = [DataVolume(**volume) for volume in values.get("data", [])]
     return Staging(name=name, **values)
+
+
+def with_build_image(fields: dict[str, Any], *, store: RedisStore) -> dict[str, Any]:
+    """Staging fields naming a build (`build`) as fields naming its image and source."""
+    build_id = fields["build"]
+    build = store.get_build(build_id)
+    if build is None:
+        raise InvalidInput("Staging", errors=[FieldError("build", "invalid",
+                                                         f"no build {build_id!r}")])
+    if build.status != BuildStatus.SUCCEEDED:
+        detail = f": {build.error}" if build.error else ""
+        raise Conflict("Staging", f"build {build_id} is {build.status}{detail}; stage it once "
+                                  "it has succeeded, or give `staging` in the build request")
+    staged = {key: value for key, value in fields.items() if key != "build"}
+    staged["image"] = build.image
+    staged.setdefault("source", {})
+    staged["source"] = {"repo": build.repo, "commit": build.commit, **staged["source"]}
+    return staged
 
 
 def put_staging(name: str, fields: dict[str, Any], *, store: RedisStore,
