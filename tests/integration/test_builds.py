@@ -3,15 +3,20 @@ FROM the local notebook image. Every image built here is removed at the end."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
+import docker.errors
 import pytest
 import requests
 
@@ -27,7 +32,7 @@ def git(cwd: Path, *args: str) -> str:
                           text=True).stdout.strip()
 
 
-def make_repo(root: Path, name: str, files: dict[str, str]) -> str:
+def make_repo(root: Path, name: str, files: dict[str, str | bytes]) -> str:
     """A git repository with files committed on main; its file:// URL."""
     path = root / name
     path.mkdir()
@@ -36,7 +41,10 @@ def make_repo(root: Path, name: str, files: dict[str, str]) -> str:
     git(path, "config", "user.name", "t")
     for relative, text in files.items():
         (path / relative).parent.mkdir(parents=True, exist_ok=True)
-        (path / relative).write_text(text)
+        if isinstance(text, bytes):
+            (path / relative).write_bytes(text)
+        else:
+            (path / relative).write_text(text)
     git(path, "add", ".")
     git(path, "commit", "--quiet", "-m", "environment")
     return f"file://{path}"
@@ -56,9 +64,15 @@ def build_worker(build_settings, logs_dir, runtime):
         stderr=subprocess.STDOUT, start_new_session=True)
     yield process
     stop_process(process, timeout=20)
+    runtime.remove_instance()  # servers of built images first: they hold their image
+    left = []
     for image in runtime.client.images.list(
             filters={"label": f"binderq.instance={build_settings.instance}"}):
-        runtime.client.images.remove(image.id, force=True)
+        try:
+            runtime.client.images.remove(image.id, force=True)
+        except docker.errors.APIError as error:
+            left.append(f"{image.tags}: {error}")
+    assert not left, f"built images could not be removed: {left}"
 
 
 @pytest.fixture
@@ -159,6 +173,43 @@ def test_postbuild_and_start_run_in_a_generated_image_that_is_then_staged(api, t
 def _pool_with_one_ready(api, name):
     pool = api.get(f"/api/pools/{name}", headers=OPERATOR).get_json()
     return pool if pool.get("ready") == 1 else None
+
+
+def wheel(name: str, version: str, module_text: str) -> bytes:
+    """A pure-Python wheel of one module, made here: pip installs it with no network."""
+    files = {f"{name}.py": module_text.encode(),
+             f"{name}-{version}.dist-info/METADATA":
+                 f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+             f"{name}-{version}.dist-info/WHEEL":
+                 b"Wheel-Version: 1.0\nGenerator: binderq-tests\nRoot-Is-Purelib: true\n"
+                 b"Tag: py3-none-any\n"}
+    record = "".join(f"{path},sha256={_digest(data)},{len(data)}\n"
+                     for path, data in files.items())
+    files[f"{name}-{version}.dist-info/RECORD"] = \
+        (record + f"{name}-{version}.dist-info/RECORD,,\n").encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return buffer.getvalue()
+
+
+def _digest(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def test_requirements_txt_is_installed_with_pip_in_the_generated_image(api, tmp_path,
+                                                                       runtime):
+    url = make_repo(tmp_path, "requirements", {
+        "binder/requirements.txt": "./wheels/greeting-1.0-py3-none-any.whl\n",
+        "wheels/greeting-1.0-py3-none-any.whl": wheel("greeting", "1.0", "WORD = 'hello'\n"),
+    })
+    answer = api.post("/api/builds", json={"repo": url}, headers=OPERATOR)
+    build = finished(api, answer.get_json()["id"])
+    assert build["status"] == "succeeded", build
+    output = runtime.client.containers.run(
+        build["image"], ["python3", "-c", "import greeting; print(greeting.WORD)"], remove=True)
+    assert output.decode().strip() == "hello"
 
 
 def _ready(api, name):

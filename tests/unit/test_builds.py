@@ -249,3 +249,15 @@ def test_a_staging_naming_no_usable_build_is_refused(client, body, status, field
     answer = client.put("/api/stagings/s", json=body, headers=OPERATOR)
     assert answer.status_code == status
     assert answer.get_json()["errors"][0]["field"] == field
+
+
+def test_a_build_request_may_carry_a_staging_with_a_pool_size(build_client, store):
+    answer = build_client.post("/api/builds", json={"repo": "https://h/r", "staging": {
+        "name": "built", "pool_size": 2, "resources": {"memory": "256m"}}}, headers=OPERATOR)
+    assert answer.status_code == 202, answer.get_json()
+    staging = store.get_build(answer.get_json()["id"]).staging
+    assert (staging["name"], staging["pool_size"]) == ("built", 2)
+    refused = build_client.post("/api/builds", json={"repo": "https://h/r", "staging": {
+        "name": "built", "image": "x:1"}}, headers=OPERATOR)
+    assert refused.status_code == 422
+    assert refused.get_json()["errors"][0]["field"] == "staging.image"

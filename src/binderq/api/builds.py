@@ -16,7 +16,7 @@ from binderq.adapters.git_source import RepositoryError
 from binderq.adapters.redis_store import build_to_dict
 from binderq.api.auth import require_scope
 from binderq.api.context import context
-from binderq.api.stagings import NAME, StagingInSchema, StrictSchema
+from binderq.api.stagings import NAME, StagingFieldsSchema, StrictSchema
 from binderq.domain.builds import BuildStatus
 from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.repos import MAX_REF_LENGTH, MAX_REPO_LENGTH
@@ -29,11 +29,8 @@ BUILD_FIELDS = ("id", "repo", "ref", "commit", "status", "image", "cached", "cre
                 "started_at", "finished_at", "error", "task_id")
 
 
-class BuildStagingSchema(StagingInSchema):
+class BuildStagingSchema(StagingFieldsSchema):
     """The staging to stage the image under once built: a name and staging fields."""
-
-    class Meta(StagingInSchema.Meta):
-        exclude = ("image", "build")  # the build's own image
 
     name = fields.String(required=True, validate=validate.Regexp(NAME))
     pool_size = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=0),

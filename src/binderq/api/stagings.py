@@ -98,13 +98,9 @@ class SourceSchema(StrictSchema):
     commit = fields.String(validate=validate.Length(max=128), allow_none=True)
 
 
-class StagingInSchema(StrictSchema):
-    """The fields of a staging that a PUT sets: `image` or `build` (the id of a succeeded
-    build, whose image and source it takes); everything else has a default."""
+class StagingFieldsSchema(StrictSchema):
+    """A staging's fields but its image; every one has a default."""
 
-    image = image_field()
-    build = fields.String(validate=validate.Regexp(r"^[0-9a-f]{1,64}$", error="a build id"),
-                          metadata={"description": "a succeeded build's id, instead of image"})
     command = command_field(allow_none=True)
     port = fields.Integer(load_default=8888, validate=validate.Range(min=1, max=65535))
     env = env_field()
@@ -119,18 +115,27 @@ class StagingInSchema(StrictSchema):
     description = fields.String(load_default="", validate=validate.Length(max=2000))
     source = fields.Nested(SourceSchema, load_default=dict)
 
+    @validates("services")
+    def validate_unique_services(self, value: list[dict[str, Any]], **_: Any) -> None:
+        names = [service["name"] for service in value]
+        if len(names) != len(set(names)):
+            raise ValidationError("service names must be unique")
+
+
+class StagingInSchema(StagingFieldsSchema):
+    """The fields of a staging that a PUT sets: `image` or `build` (the id of a succeeded
+    build, whose image and source it takes), and the others."""
+
+    image = image_field()
+    build = fields.String(validate=validate.Regexp(r"^[0-9a-f]{1,64}$", error="a build id"),
+                          metadata={"description": "a succeeded build's id, instead of image"})
+
     @validates_schema
     def validate_image_or_build(self, data: dict[str, Any], **_: Any) -> None:
         if "image" not in data and "build" not in data:
             raise ValidationError(MISSING_IMAGE, "image")
         if "image" in data and "build" in data:
             raise ValidationError("give image or build (a build id), not both", "build")
-
-    @validates("services")
-    def validate_unique_services(self, value: list[dict[str, Any]], **_: Any) -> None:
-        names = [service["name"] for service in value]
-        if len(names) != len(set(names)):
-            raise ValidationError("service names must be unique")
 
 
 class StagingSchema(Schema):

@@ -121,7 +121,8 @@ def generated_dockerfile(base_image: str, config_dir: str, used: tuple[str, ...]
     lines += ["COPY --chown=1000:1000 . /home/jovyan", "USER jovyan", "WORKDIR /home/jovyan"]
     if "requirements.txt" in used:
         lines.append(f"RUN python3 -m pip install --no-cache-dir --user "
-                     f"--break-system-packages -r {path('requirements.txt')}")
+                     "--break-system-packages --disable-pip-version-check "
+                     f"-r {path('requirements.txt')}")
     if "postBuild" in used:
         lines.append(f"RUN chmod +x {path('postBuild')} && {path('postBuild')}")
     if "start" in used:
