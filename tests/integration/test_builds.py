@@ -288,6 +288,31 @@ def test_a_running_build_can_be_cancelled(api, tmp_path, runtime):
         "cancelled"
 
 
+def test_cancelling_a_silent_step_stops_it_at_once_and_leaves_nothing(api, tmp_path,
+                                                                      runtime):
+    url = make_repo(tmp_path, "silent", {"Dockerfile": DOCKERFILE + "RUN sleep 600\n"})
+    build_id = api.post("/api/builds", json={"repo": url}, headers=OPERATOR).get_json()["id"]
+    wait_for(lambda: "RUN sleep 600" in api.get(f"/api/builds/{build_id}/logs",
+                                                headers=OPERATOR).get_data(as_text=True),
+             timeout=60, what="the silent step runs")
+    half_images_before = set(_dangling(runtime))
+    cancelled_at = time.monotonic()
+    assert api.delete(f"/api/builds/{build_id}", headers=OPERATOR).status_code == 202
+    wait_for(lambda: _no_build_containers(runtime), timeout=15, what="the silent step stops")
+    stopped_after = time.monotonic() - cancelled_at
+    print(f"\nsilent step stopped {stopped_after:.1f} s after the cancel")
+    assert stopped_after < 10  # the time limit (20 s here) would be later
+    assert api.get(f"/api/builds/{build_id}", headers=OPERATOR).get_json()["status"] == \
+        "cancelled"
+    wait_for(lambda: set(_dangling(runtime)) <= half_images_before, timeout=30,
+             what="the cancelled build's half-images are removed")
+    # The builds worker is free again: the next build runs now, not after the time limit.
+    after = finished(api, api.post("/api/builds", json={"repo": make_repo(
+        tmp_path, "next", {"Dockerfile": DOCKERFILE + "RUN echo next\n"})},
+        headers=OPERATOR).get_json()["id"], timeout=60)
+    assert after["status"] == "succeeded", after
+
+
 def test_a_postbuild_that_never_ends_fails_on_the_time_limit_and_leaves_nothing(
         api, tmp_path, runtime):
     url = make_repo(tmp_path, "forever", {"postBuild": "#!/bin/sh\nsleep 600\n"})

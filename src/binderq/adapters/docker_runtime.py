@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +27,18 @@ from binderq.domain.spec import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Capabilities no notebook needs; the rest of Docker's default set stays, because images
 # built from users' Dockerfiles may start as root and chown their home, as docker-stacks do.
 # The classic builder names each step's image: " ---> 1a2b3c4d5e6f".
 _STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12})$")
+
+# ... and its step's container: " ---> Running in 1a2b3c4d5e6f".
+_STEP_CONTAINER = re.compile(r"^ ---> Running in ([0-9a-f]{12})$")
+
+# Seconds between asking whether a running build should stop.
+STOP_CHECK_EVERY = 1.0
 
 # Seconds a failed build waits for dockerd to let go of the images it made.
 HALF_IMAGE_WAIT = 15.0
@@ -137,20 +146,26 @@ class DockerRuntime:
     @_engine_errors_as_ours
     def build_image(self, context: Path, dockerfile: str, tag: str, *, labels: dict[str, str],
                     memory: int, cpu_shares: int, timeout: float,
-                    on_line: Callable[[str], bool]) -> str:
-        """docker build of context with dockerfile (its text); on_line gets each log line and
-        returns False to stop the build, and a build that talks past timeout seconds is
-        stopped (a silent one is stopped by the task's time limit). Returns the image id;
-        LaunchFailed on failure."""
+                    on_line: Callable[[str], object],
+                    should_stop: Callable[[], bool] = lambda: False) -> str:
+        """docker build of context with dockerfile (its text); on_line gets each log line.
+        should_stop is asked every STOP_CHECK_EVERY seconds: once it says yes, the step
+        running then is killed, silent or not, and the build ends. A build that talks past
+        timeout seconds is stopped (a silent one is stopped by the task's time limit).
+        Returns the image id; LaunchFailed on failure, and no half-image is left."""
         (context / ".binderq.Dockerfile").write_text(with_labels(dockerfile, labels))
         made: list[str] = []  # images of the steps, to remove if the build fails
         deadline = time.monotonic() + timeout
+        watch = _StopWatch(should_stop, self._kill_step)
         stream = self._start_build(
             path=str(context), dockerfile=".binderq.Dockerfile", tag=tag,
             rm=True, forcerm=True, decode=True, pull=False,
             container_limits={"memory": memory, "memswap": memory, "cpushares": cpu_shares})
+        watch.start()
         try:
             for chunk in stream:
+                if watch.stopped:
+                    raise LaunchFailed("the build was stopped")
                 if "error" in chunk:
                     raise LaunchFailed(str(chunk["error"]).strip())
                 if time.monotonic() > deadline:
@@ -158,18 +173,31 @@ class DockerRuntime:
                 text = chunk.get("stream") or chunk.get("status") or ""
                 for line in text.splitlines():
                     made += _STEP_IMAGE.findall(line)
-                    if line.strip() and on_line(line) is False:
-                        raise LaunchFailed("the build was stopped")
+                    watch.step_container(_STEP_CONTAINER.findall(line))
+                    if line.strip():
+                        on_line(line)
+            if watch.stopped:
+                raise LaunchFailed("the build was stopped")
         except (docker.errors.APIError, docker.errors.BuildError,
                 docker.errors.InvalidRepository) as error:
+            watch.finish()
             self._abandon(stream, made)
             raise LaunchFailed(_short(error)) from error
         except BaseException:  # stopped, cancelled, timed out: no half-image stays
+            watch.finish()
             self._abandon(stream, made)
             raise
+        watch.finish()
         stream.close()
         image = self.client.images.get(tag)
         return image.id
+
+    def _kill_step(self, container_id: str) -> None:
+        """Kill a build step's container; the classic builder then fails that step."""
+        try:
+            self.client.api.kill(container_id)
+        except docker.errors.APIError as error:  # it ended meanwhile, or is gone
+            log.info("build step %s was not killed: %s", container_id, _short(error))
 
     def _abandon(self, stream: Any, image_ids: list[str]) -> None:
         """Stop a build (closing its connection makes dockerd cancel it and remove its step
@@ -404,6 +432,45 @@ def _ignore_gone(action: Callable[[], Any]) -> None:
     except docker.errors.APIError as error:
         if error.status_code not in (404, 409):
             raise
+
+
+class _StopWatch:
+    """While a build runs, asks should_stop every STOP_CHECK_EVERY seconds; once it says
+    yes, kills the step container running then (or the next one to start), so that a silent
+    step stops too."""
+
+    def __init__(self, should_stop: Callable[[], bool], kill: Callable[[str], None]) -> None:
+        self._should_stop = should_stop
+        self._kill = kill
+        self._container: str | None = None
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="build-stop", daemon=True)
+        self.stopped = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def step_container(self, found: list[str]) -> None:
+        """The builder said which container runs the current step."""
+        if found:
+            self._container = found[-1]
+            if self.stopped:
+                self._kill(found[-1])
+
+    def finish(self) -> None:
+        self._finished.set()
+        self._thread.join(timeout=2 * STOP_CHECK_EVERY)
+
+    def _watch(self) -> None:
+        while not self._finished.wait(STOP_CHECK_EVERY):
+            try:
+                self.stopped = self.stopped or bool(self._should_stop())
+            except Exception:  # noqa: BLE001  (Redis away a moment: ask again next time)
+                log.warning("could not learn whether a build should stop", exc_info=True)
+                continue
+            if self.stopped and self._container:
+                self._kill(self._container)
+                return
 
 
 def _short(error: Exception) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -160,7 +159,8 @@ def run_build(build_id: str, *, store: RedisStore, git: GitSource, runtime,
                                 memory=memory_bytes(settings.build_memory),
                                 cpu_shares=settings.build_cpu_shares,
                                 timeout=settings.build_timeout,
-                                on_line=_logger(store, build.id))
+                                on_line=_logger(store, build.id),
+                                should_stop=lambda: _is_cancelled(store, build.id))
     except (BinderqError, RepositoryError, SpecError) as error:
         return _fail(store, build, f"{step} failed: {error}", settings)
     done = _phase(store, build, BuildStatus.SUCCEEDED, f"built {image}", finished_at=utcnow())
@@ -219,22 +219,17 @@ def _labels(build: Build, settings: Settings) -> dict[str, str]:
             "binderq.build.id": build.id, "binderq.instance": settings.instance}
 
 
-CANCEL_CHECK_EVERY = 2.0  # seconds between looks at whether the build was cancelled
-
-
-def _logger(store: RedisStore, build_id: str):
-    """Append each line to the build's log; say stop once the build was cancelled."""
-    last_check = [time.monotonic()]
-
-    def log_line(line: str) -> bool:
+def _logger(store: RedisStore, build_id: str) -> Callable[[str], None]:
+    """Append each line to the build's log."""
+    def log_line(line: str) -> None:
         store.append_build_log(build_id, line=line)
-        if time.monotonic() - last_check[0] < CANCEL_CHECK_EVERY:
-            return True
-        last_check[0] = time.monotonic()
-        current = store.get_build(build_id)
-        return current is not None and current.status != BuildStatus.CANCELLED
 
     return log_line
+
+
+def _is_cancelled(store: RedisStore, build_id: str) -> bool:
+    build = store.get_build(build_id)
+    return build is None or build.status == BuildStatus.CANCELLED
 
 
 def _phase(store: RedisStore, build: Build, status: BuildStatus, message: str,
