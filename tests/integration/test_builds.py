@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -52,7 +53,8 @@ def make_repo(root: Path, name: str, files: dict[str, str | bytes]) -> str:
 
 @pytest.fixture(scope="module")
 def build_settings(settings):
-    return settings.with_changes(allow_local_repos=True, build_memory="512m", build_timeout=20)
+    return settings.with_changes(allow_local_repos=True, build_memory="512m", build_timeout=20,
+                                 max_repo_bytes=8 * 1024**2)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +135,27 @@ def test_a_failing_dockerfile_fails_keeps_its_log_and_leaves_no_image(api, tmp_p
     assert set(_dangling(runtime)) <= half_images_before  # no half-image either
     retry = api.post("/api/builds", json={"repo": url}, headers=OPERATOR)
     assert retry.status_code == 202 and retry.get_json()["id"] != build["id"]  # not cached
+
+
+@pytest.mark.parametrize("attack, error", [
+    ("symlink", "fetching failed: the symlink passwords points outside the repository"),
+    ("large", "fetching failed: the repository is larger than the limit of 8 MiB"),
+])
+def test_a_repository_that_attacks_gets_a_failed_build_and_nothing_else(
+        api, tmp_path, runtime, attack, error):
+    url = make_repo(tmp_path, attack, {"Dockerfile": DOCKERFILE, **(
+        {"noise.bin": os.urandom(12 * 1024**2)} if attack == "large" else {})})
+    if attack == "symlink":
+        path = Path(url.removeprefix("file://"))
+        (path / "passwords").symlink_to("/etc/passwd")
+        git(path, "add", ".")
+        git(path, "commit", "--quiet", "-m", "link")
+    half_images_before = set(_dangling(runtime))
+    build = finished(api, api.post("/api/builds", json={"repo": url},
+                                   headers=OPERATOR).get_json()["id"])
+    assert (build["status"], build["error"]) == ("failed", error)
+    assert build["image"] is None  # it never reached docker build
+    assert set(_dangling(runtime)) <= half_images_before and _no_build_containers(runtime)
 
 
 def test_an_environment_binderq_cannot_honour_fails_naming_the_file(api, tmp_path):

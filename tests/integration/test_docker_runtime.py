@@ -138,3 +138,13 @@ def test_build_labels_reach_the_image_exactly_whatever_they_hold(clean_runtime, 
         assert sum(line.startswith("Step ") for line in lines) == 2  # FROM, one LABEL
     finally:
         clean_runtime.remove_image(tag)
+
+
+def test_a_dockerfile_that_swallows_the_label_step_fails_and_leaves_no_image(
+        clean_runtime, notebook_image, tmp_path):
+    tag = "binderq-test/labels:swallowed"
+    with pytest.raises(LaunchFailed, match="line continuation"):
+        clean_runtime.build_image(tmp_path, f"FROM {notebook_image}\nRUN echo \\\n", tag,
+                                  labels={"binderq.build.id": "b1"}, memory=256 * 1024**2,
+                                  cpu_shares=512, timeout=60, on_line=lambda line: None)
+    assert clean_runtime.client.images.list(name=tag) == []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from binderq.adapters import git_source
 from binderq.adapters.git_source import GitSource, RepositoryError
 from binderq.domain.errors import InvalidInput
 
@@ -116,3 +118,16 @@ def test_a_name_that_resolves_to_this_machine_or_metadata_is_refused():
         with pytest.raises(InvalidInput) as refused:
             source.resolve("https://innocent.example/repo.git", "main")
         assert f"resolves to {address}" in refused.value.errors[0].message
+
+
+def test_a_fetch_is_stopped_once_it_outgrows_the_limit(repo, tmp_path, monkeypatch):
+    monkeypatch.setattr(git_source, "SIZE_CHECK_EVERY", 0.02)
+    (repo / "noise.bin").write_bytes(os.urandom(48 * 1024**2))  # incompressible
+    git(repo, "add", ".")
+    git(repo, "commit", "--quiet", "-m", "noise")
+    source = GitSource(allow_local=True, max_bytes=1024**2)
+    dest = tmp_path / "co"
+    with pytest.raises(RepositoryError, match="larger than the limit of 1 MiB"):
+        source.fetch(f"file://{repo}", git(repo, "rev-parse", "HEAD"), dest)
+    assert not (dest / "noise.bin").exists()  # stopped while fetching, before any checkout
+    assert git_source._folder_bytes(dest) < 24 * 1024**2

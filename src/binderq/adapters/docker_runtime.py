@@ -190,6 +190,10 @@ class DockerRuntime:
         watch.finish()
         stream.close()
         image = self.client.images.get(tag)
+        if any(image.labels.get(key) != value for key, value in labels.items()):
+            self.remove_image(tag)  # its LABEL step never ran: no image without provenance
+            raise LaunchFailed("the image lacks its provenance labels: does the Dockerfile's "
+                               "last line end with a line continuation?")
         return image.id
 
     def _kill_step(self, container_id: str) -> None:

@@ -3,11 +3,14 @@ is checked first (binderq.domain.repos), and git runs with only the allowed prot
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
 import socket
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +19,7 @@ from binderq.domain.errors import BinderqError, FieldError, InvalidInput
 from binderq.domain.repos import address_problem, check_ref, check_repo
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
+SIZE_CHECK_EVERY = 0.2  # seconds between looks at how much a fetch has written
 Resolver = Callable[[str], list[str]]
 
 
@@ -61,7 +65,8 @@ class GitSource:
             raise RepositoryError(f"{commit!r} is not a commit id")
         dest.mkdir(parents=True)
         self._git("init", "--quiet", str(dest))
-        self._git("-C", str(dest), "fetch", "--quiet", "--depth", "1", "--", repo, commit)
+        self._git("-C", str(dest), "fetch", "--quiet", "--depth", "1", "--", repo, commit,
+                  bound=dest)
         self._git("-C", str(dest), "-c", "advice.detachedHead=false", "checkout", "--quiet",
                   "FETCH_HEAD")
         self._check_checkout(dest)
@@ -98,20 +103,46 @@ class GitSource:
             if path.is_file() and not path.is_symlink():
                 size += path.stat().st_size
             if size > self.max_bytes:
-                raise RepositoryError(f"the repository is larger than the limit of "
-                                      f"{self.max_bytes // 1024**2} MiB")
+                raise RepositoryError(self._too_large())
 
-    def _git(self, *args: str) -> str:
+    def _git(self, *args: str, bound: Path | None = None) -> str:
+        """Run git; with bound, stop it once that folder outgrows the size limit (a fetch of
+        a huge repository never fills the disk)."""
         command = ["git", *self._config(), *args]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout,
-                                  env=_git_env(), stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as error:
-            raise RepositoryError(f"git {args[0]} took longer than {self.timeout:g} s") from error
-        if done.returncode != 0:
-            detail = (done.stderr.strip().splitlines() or ["no message"])[-1][:300]
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            process = subprocess.Popen(command, stdout=out, stderr=err, env=_git_env(),
+                                       stdin=subprocess.DEVNULL)
+            try:
+                self._wait(process, args, bound)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(
+                errors="replace")
+        if process.returncode != 0:
+            detail = (stderr.strip().splitlines() or ["no message"])[-1][:300]
             raise RepositoryError(f"git {_verb(args)} failed: {detail}")
-        return done.stdout
+        return stdout
+
+    def _wait(self, process: subprocess.Popen, args: tuple[str, ...],
+              bound: Path | None) -> None:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                process.wait(timeout=SIZE_CHECK_EVERY)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() > deadline:
+                raise RepositoryError(f"git {args[0]} took longer than {self.timeout:g} s")
+            if bound is not None and _folder_bytes(bound) > self.max_bytes:
+                raise RepositoryError(self._too_large())
+
+    def _too_large(self) -> str:
+        return f"the repository is larger than the limit of {self.max_bytes // 1024**2} MiB"
 
     def _config(self) -> list[str]:
         allowed = ["https", "git", *(["file"] if self.allow_local else [])]
@@ -130,6 +161,16 @@ def _git_env() -> dict[str, str]:
     return {**keep, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false",
             "GIT_SSH_COMMAND": "/bin/false", "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_GLOBAL": os.devnull, "HOME": "/nonexistent"}
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of the files under folder so far (files may vanish while git works)."""
+    total = 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(parent, name)).st_size
+    return total
 
 
 def _inside(link: Path, root: Path) -> bool:
