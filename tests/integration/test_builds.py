@@ -158,6 +158,17 @@ def test_a_repository_that_attacks_gets_a_failed_build_and_nothing_else(
     assert set(_dangling(runtime)) <= half_images_before and _no_build_containers(runtime)
 
 
+def test_a_build_past_its_memory_limit_fails_naming_the_limit(api, tmp_path, runtime):
+    hog = "RUN python3 -c 'b = bytearray(1024**3); print(len(b))'\n"  # 1 GiB, limit 512 MiB
+    url = make_repo(tmp_path, "hog", {"Dockerfile": DOCKERFILE + hog})
+    build = finished(api, api.post("/api/builds", json={"repo": url},
+                                   headers=OPERATOR).get_json()["id"])
+    assert build["status"] == "failed"
+    assert "memory limit of 512 MiB, BINDERQ_BUILD_MEMORY" in build["error"], build["error"]
+    wait_for(lambda: _no_build_containers(runtime), timeout=30, what="the build is gone")
+    assert runtime.client.images.list(name=build["image"]) == []
+
+
 def test_an_environment_binderq_cannot_honour_fails_naming_the_file(api, tmp_path):
     url = make_repo(tmp_path, "conda", {"binder/environment.yml": "dependencies: []\n"})
     build = finished(api, api.post("/api/builds", json={"repo": url},

@@ -167,7 +167,7 @@ class DockerRuntime:
                 if watch.stopped:
                     raise LaunchFailed("the build was stopped")
                 if "error" in chunk:
-                    raise LaunchFailed(str(chunk["error"]).strip())
+                    raise LaunchFailed(_step_error(str(chunk["error"]).strip(), memory))
                 if time.monotonic() > deadline:
                     raise LaunchFailed(f"the build exceeded its time limit of {timeout:g} s")
                 text = chunk.get("stream") or chunk.get("status") or ""
@@ -436,6 +436,15 @@ def _ignore_gone(action: Callable[[], Any]) -> None:
     except docker.errors.APIError as error:
         if error.status_code not in (404, 409):
             raise
+
+
+def _step_error(message: str, memory: int) -> str:
+    """The builder's error, saying so when a step was killed: a SIGKILL we did not send is
+    the kernel's, for the build's memory limit."""
+    if message.endswith("returned a non-zero code: 137"):
+        return (f"{message} (killed: it ran out of the build's memory limit of "
+                f"{memory // 1024**2} MiB, BINDERQ_BUILD_MEMORY)")
+    return message
 
 
 class _StopWatch:
