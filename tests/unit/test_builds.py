@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -14,9 +15,12 @@ from binderq.domain.builds import (
     SpecError,
     build_spec,
     choose_config_dir,
+    lost_builds,
     with_labels,
 )
 from binderq.domain.errors import DependencyDown, InvalidInput, TooManyBuilds
+from binderq.domain.models import utcnow
+from binderq.services import lifecycle
 from binderq.services.builds import follow_build, request_build, stage_built
 from tests.unit.conftest import OPERATOR
 
@@ -261,3 +265,35 @@ def test_a_build_request_may_carry_a_staging_with_a_pool_size(build_client, stor
         "name": "built", "image": "x:1"}}, headers=OPERATOR)
     assert refused.status_code == 422
     assert refused.get_json()["errors"][0]["field"] == "staging.image"
+
+
+def _running_build(store, build_id, started_ago: float, status=BuildStatus.BUILDING):
+    build = Build(id=build_id, repo="https://h/r", ref="main", commit="c" * 40, status=status,
+                  started_at=utcnow() - timedelta(seconds=started_ago))
+    store.save_build(build)
+    assert store.admit_build(build_id, limit=10) is None
+    return build
+
+
+@pytest.mark.parametrize("status, started_ago, lost", [
+    (BuildStatus.BUILDING, 1800 + 121, True),
+    (BuildStatus.FETCHING, 1800 + 121, True),
+    (BuildStatus.BUILDING, 1800 + 60, False),  # its time limit may still be stopping it
+    (BuildStatus.QUEUED, 99999, False),  # waiting in a long queue is not lost
+])
+def test_a_running_build_past_its_time_limit_is_lost(status, started_ago, lost):
+    build = Build(id="b", repo="r", ref="main", commit="c" * 40, status=status,
+                  started_at=utcnow() - timedelta(seconds=started_ago))
+    assert bool(lost_builds([build], now=utcnow(), build_timeout=1800)) is lost
+
+
+def test_reconcile_fails_lost_builds_and_frees_their_places(store, runtime, proxy, queue,
+                                                           settings):
+    _running_build(store, "lost", started_ago=settings.build_timeout + 600)
+    _running_build(store, "alive", started_ago=5)
+    repairs = lifecycle.reconcile(store=store, runtime=runtime, proxy=proxy, queue=queue,
+                                  settings=settings)
+    assert set(repairs.fail_builds) == {"lost"}
+    lost = store.get_build("lost")
+    assert lost.status == BuildStatus.FAILED and "BINDERQ_BUILD_TIMEOUT" in lost.error
+    assert [build.id for build in store.builds_in_progress()] == ["alive"]

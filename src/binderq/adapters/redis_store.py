@@ -483,6 +483,11 @@ class RedisStore:
                                                     build_id, *encoded])
         return self.get_build(build_id) if applied else None
 
+    def builds_in_progress(self) -> list[Build]:
+        """The builds counted among those in progress (see admit_build)."""
+        ids = [_text(i) for i in self.redis.smembers(self.BUILDS_IN_PROGRESS)]
+        return [build for build in map(self.get_build, ids) if build is not None]
+
     def admit_build(self, build_id: str, limit: int) -> int | None:
         """Count build_id among the builds in progress if fewer than limit are (None); else
         how many are. It leaves the count when it is moved to a final status."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -41,6 +41,18 @@ class Build:
     task_id: str | None = None
     # Staging fields to stage the image under once built ({"name": ..., ...}), or None.
     staging: dict[str, Any] | None = None
+
+
+def lost_builds(builds: list[Build], *, now: datetime, build_timeout: float,
+                grace: float = 120.0) -> dict[str, str]:
+    """Running builds that no worker can still be running: past their time limit by more
+    than grace (the limit stops a live worker's build). Build id -> why."""
+    running = (BuildStatus.FETCHING, BuildStatus.BUILDING)
+    too_old = now - timedelta(seconds=build_timeout + grace)
+    return {build.id: f"the build was lost: its worker did not finish it within the time "
+                      f"limit of {build_timeout:g} s (BINDERQ_BUILD_TIMEOUT); build it again"
+            for build in builds
+            if build.status in running and build.started_at and build.started_at < too_old}
 
 
 # Files repo2docker users know that binderq cannot honour yet: a build with one fails and

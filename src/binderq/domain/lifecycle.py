@@ -78,6 +78,7 @@ class Repairs:
     restop: set[str] = field(default_factory=set)
     add_routes: set[str] = field(default_factory=set)  # server ids
     remove_routes: dict[str, str] = field(default_factory=dict)  # path -> why
+    fail_builds: dict[str, str] = field(default_factory=dict)  # build id -> why
 
     def __bool__(self) -> bool:
         return any(vars(self).values())

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from binderq.adapters.redis_store import RedisStore
+from binderq.domain.builds import lost_builds
 from binderq.domain.errors import BinderqError, DependencyDown
 from binderq.domain.lifecycle import (
     Cull,
@@ -25,6 +26,7 @@ from binderq.domain.lifecycle import (
 )
 from binderq.domain.models import Server, ServerStatus, parse_time, utcnow
 from binderq.domain.spec import LABEL_POOLED, LABEL_STAGING, LABEL_STAGING_VERSION, server_base_url
+from binderq.services.builds import fail_build
 from binderq.services.ports import LAUNCH_TASK, STOP_TASK, TaskQueue
 from binderq.services.servers import server_url
 from binderq.settings import Settings
@@ -125,6 +127,8 @@ def reconcile(*, store: RedisStore, runtime, proxy, queue: TaskQueue, settings: 
             servers=servers, containers=containers, routes=routes, now=utcnow(),
             observed_at=observed_at, stuck_after=settings.launch_timeout + 60,
             adopt_orphans=settings.orphans == "adopt" if adopt is None else adopt)
+        repairs.fail_builds = lost_builds(store.builds_in_progress(), now=utcnow(),
+                                          build_timeout=settings.build_timeout)
         _repair(repairs, servers, store=store, runtime=runtime, proxy=proxy, queue=queue,
                 settings=settings)
         return repairs
@@ -152,6 +156,8 @@ def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore, 
     for path, why in repairs.remove_routes.items():
         log.info("reconcile: removing route %s: %s", path, why)
         proxy.remove_route(path)
+    for build_id, why in repairs.fail_builds.items():
+        fail_build(build_id, why, store=store, settings=settings)
 
 
 def _adopt(server_id: str, *, store: RedisStore, runtime, proxy, settings: Settings) -> None:
