@@ -90,14 +90,14 @@ def test_following_a_build_gives_its_log_and_ends_once_it_is_final(store):
     _build(store)
     store.append_build_log("b1", line="Step 1/1")
     store.move_build("b1", BuildStatus.SUCCEEDED, "built")
-    batches = list(follow_build("b1", store=store, wait_ms=10))
+    batches = list(follow_build("b1", store=store, quiet_ms=10))
     assert [entry for batch in batches for _, entry in batch] == [
         {"line": "Step 1/1"}, {"phase": "succeeded", "message": "built"}]
 
 
 def test_following_a_quiet_build_yields_empty_batches_for_keepalives(store):
     _build(store)
-    follow = follow_build("b1", store=store, wait_ms=10)
+    follow = follow_build("b1", store=store, quiet_ms=10)
     assert next(follow) == []
     store.move_build("b1", BuildStatus.FAILED, "building failed")
     assert [entry["phase"] for _, entry in next(follow)] == ["failed"]
@@ -105,7 +105,7 @@ def test_following_a_quiet_build_yields_empty_batches_for_keepalives(store):
 
 
 def test_following_a_build_that_vanished_ends(store):
-    assert list(follow_build("gone", store=store, wait_ms=10)) == []
+    assert list(follow_build("gone", store=store, quiet_ms=10)) == []
 
 
 class FakeGit:

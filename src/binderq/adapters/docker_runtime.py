@@ -146,7 +146,7 @@ class DockerRuntime:
     @_engine_errors_as_ours
     def build_image(self, context: Path, dockerfile: str, tag: str, *, labels: dict[str, str],
                     memory: int, cpu_shares: int, timeout: float,
-                    on_line: Callable[[str], object],
+                    on_line: Callable[[str], None],
                     should_stop: Callable[[], bool] = lambda: False) -> str:
         """docker build of context with dockerfile (its text); on_line gets each log line.
         should_stop is asked every STOP_CHECK_EVERY seconds: once it says yes, the step

@@ -114,15 +114,15 @@ end
 return 0
 """
 
-# Change a build unless it is final (a cancel must not be overwritten by a late phase).
 _IS_FINAL_BUILD = """
 local function is_final(status)
   return status == '"succeeded"' or status == '"failed"' or status == '"cancelled"'
 end
 """
 
-# Move a build that is not final yet: set its fields, log the phase, and once it is final,
-# give back its place among the builds in progress.
+# Move a build that is not final yet (a cancel must not be overwritten by a late phase):
+# set its fields, log the phase, and once it is final, give back its place among the builds
+# in progress.
 _MOVE_BUILD = _IS_FINAL_BUILD + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or is_final(status) then return 0 end

@@ -30,7 +30,6 @@ PROVIDERS = {"gh": "https://github.com/", "gl": "https://gitlab.com/"}
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 POLL = 0.25  # seconds between looks at a build, staging or server
 HEARTBEAT_EVERY = 15.0
-WAIT_MS = 1000  # the longest wait for a build's next log line before a heartbeat check
 PHASE_OF = {"queued": "waiting", "fetching": "fetching", "building": "building"}
 
 
@@ -117,17 +116,14 @@ def _build_and_launch(ctx: ApiContext, build: Any) -> Iterator[str]:
 
 def _follow_build(ctx: ApiContext, build_id: str) -> Iterator[str]:
     """Events of the build's phases and log lines until it is final; returns the build."""
-    quiet_since = time.monotonic()
-    for entries in builds.follow_build(build_id, store=ctx.store, wait_ms=WAIT_MS):
+    for entries in builds.follow_build(build_id, store=ctx.store,
+                                       quiet_ms=int(HEARTBEAT_EVERY * 1000)):
         for _, entry in entries:
             if entry.get("phase") in PHASE_OF:
                 yield _event(PHASE_OF[entry["phase"]], entry.get("message", ""))
             elif "line" in entry:
                 yield _event("building", entry["line"] + "\n")
-        if entries:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > HEARTBEAT_EVERY:
-            quiet_since = time.monotonic()
+        if not entries:
             yield ": heartbeat\n\n"
     return ctx.store.get_build(build_id)
 

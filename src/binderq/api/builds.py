@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,20 +141,15 @@ class BuildLogs(MethodView):
 
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-KEEPALIVE_EVERY = 15.0  # seconds of silence before a comment keeps proxies from closing
 
 
 def _events(store, build_id: str) -> Iterator[str]:
     """Server-sent events of a build's log until it is final, then `done` with the Build."""
-    quiet_since = time.monotonic()
     for entries in builds.follow_build(build_id, store=store):
         for _, entry in entries:
             kind = "phase" if "phase" in entry else "log"
             yield f"event: {kind}\ndata: {json.dumps(entry)}\n\n"
-        if entries:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > KEEPALIVE_EVERY:
-            quiet_since = time.monotonic()
+        if not entries:  # a quiet while: keep proxies from closing the stream
             yield ": keepalive\n\n"
     build = store.get_build(build_id)
     body = build_body(build) if build else {"id": build_id}

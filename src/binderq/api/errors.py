@@ -10,7 +10,6 @@ from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from binderq.api.stagings import MISSING_IMAGE
 from binderq.domain.errors import (
     BinderqError,
     CapacityExceeded,
@@ -50,9 +49,10 @@ RESOURCE_OF_BLUEPRINT = {
     "builds": "Build",
 }
 
+# Codes of marshmallow's messages, by how they begin ("Missing data for required field: image,
+# or build" is a missing field too).
 _CODE_OF_MESSAGE = {
-    "Missing data for required field.": "missing_field",
-    MISSING_IMAGE: "missing_field",
+    "Missing data for required field": "missing_field",
     "Unknown field.": "unprocessable",
 }
 
@@ -144,6 +144,11 @@ def _flatten(resource: str, messages: Any, prefix: str) -> list[dict[str, Any]]:
     texts = messages if isinstance(messages, list) else [messages]
     if texts and all(isinstance(text, str) for text in texts):
         return [{"resource": resource, "field": prefix or None,
-                 "code": _CODE_OF_MESSAGE.get(texts[0], "invalid"), "message": " ".join(texts)}]
+                 "code": _code_of(texts[0]), "message": " ".join(texts)}]
     return [{"resource": resource, "field": prefix or None, "code": "invalid",
              "message": str(messages)}]
+
+
+def _code_of(message: str) -> str:
+    return next((code for start, code in _CODE_OF_MESSAGE.items()
+                 if message.startswith(start)), "invalid")

@@ -33,7 +33,6 @@ SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
-MISSING_IMAGE = "Missing data for required field: image, or build (a build id)."
 MIN_MEMORY = 16 * 1024**2
 MAX_MEMORY = 64 * 1024**3
 
@@ -133,7 +132,8 @@ class StagingInSchema(StagingFieldsSchema):
     @validates_schema
     def validate_image_or_build(self, data: dict[str, Any], **_: Any) -> None:
         if "image" not in data and "build" not in data:
-            raise ValidationError(MISSING_IMAGE, "image")
+            raise ValidationError("Missing data for required field: image, or build (a "
+                                  "build id).", "image")
         if "image" in data and "build" in data:
             raise ValidationError("give image or build (a build id), not both", "build")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -97,31 +97,24 @@ def build_log_text(build_id: str, *, store: RedisStore) -> str:
 
 
 LogEntry = tuple[str, dict[str, str]]
+KEEPALIVE_MS = 15000  # silence after which a follower hears of the build anyway
 
 
-def follow_build(build_id: str, *, store: RedisStore, wait_ms: int = 1000
+def follow_build(build_id: str, *, store: RedisStore, quiet_ms: int = KEEPALIVE_MS
                  ) -> Iterator[list[LogEntry]]:
-    """The build's log as it grows: each batch of new entries (an empty one after wait_ms
-    of silence, for keepalives), until the build is final (or gone) and its log all given."""
-    after, wait = "-", wait_ms
+    """The build's log as it grows: each batch of new entries, or an empty one after
+    quiet_ms of silence (time for a keepalive), until the build is final (or gone) and its
+    log all given. Every final move logs its phase, so the wait ends with the build."""
+    after = "-"
     while True:
         build = store.get_build(build_id)
         final = build is None or build.status.is_final
-        entries = store.build_log(build_id, after=after, block_ms=None if final else wait)
+        entries = store.build_log(build_id, after=after, block_ms=None if final else quiet_ms)
         if entries:
             after = entries[-1][0]
-            yield entries
         elif final:
             return
-        else:
-            yield []
-        # The final phase is logged just before the record changes: look again soon.
-        wait = FINAL_WAIT_MS if any(entry.get("phase") in _FINAL for _, entry in entries) \
-            else wait_ms
-
-
-FINAL_WAIT_MS = 20
-_FINAL = {str(status) for status in BuildStatus if status.is_final}
+        yield entries
 
 
 def _log_line(entry: dict[str, str]) -> str:
@@ -144,26 +137,29 @@ def run_build(build_id: str, *, store: RedisStore, git: GitSource, runtime,
         return build
     step = "fetching"
     try:
-        _phase(store, build, BuildStatus.FETCHING, "fetching the repository",
-               started_at=utcnow())
+        store.move_build(build.id, BuildStatus.FETCHING, "fetching the repository",
+                         started_at=utcnow())
         with tempfile.TemporaryDirectory(prefix="binderq-build-") as scratch:
             checkout = git.fetch(build.repo, build.commit, Path(scratch) / "repo")
             step = "reading the environment"
             spec = read_spec(checkout, base_image=settings.notebook_image)
             image = image_name(build.repo, build.commit, spec)
             step = "building"
-            if _phase(store, build, BuildStatus.BUILDING, f"building {image} from "
-                      f"{', '.join(spec.files) or 'the base image'}", image=image) is None:
+            made_of = ", ".join(spec.files) or "the base image"
+            if store.move_build(build.id, BuildStatus.BUILDING,
+                                f"building {image} from {made_of}", image=image) is None:
                 return store.get_build(build.id)  # cancelled meanwhile
             runtime.build_image(checkout, spec.dockerfile, image, labels=_labels(build, settings),
                                 memory=memory_bytes(settings.build_memory),
                                 cpu_shares=settings.build_cpu_shares,
                                 timeout=settings.build_timeout,
-                                on_line=_logger(store, build.id),
+                                on_line=lambda line: store.append_build_log(build.id,
+                                                                            line=line),
                                 should_stop=lambda: _is_cancelled(store, build.id))
     except (BinderqError, RepositoryError, SpecError) as error:
         return _fail(store, build, f"{step} failed: {error}", settings)
-    done = _phase(store, build, BuildStatus.SUCCEEDED, f"built {image}", finished_at=utcnow())
+    done = store.move_build(build.id, BuildStatus.SUCCEEDED, f"built {image}",
+                            finished_at=utcnow())
     if done is None:  # cancelled as it finished: the image goes too
         runtime.remove_image(image)
     else:
@@ -197,8 +193,8 @@ def fail_build(build_id: str, reason: str, *, store: RedisStore,
 def cancel_build(build_id: str, *, store: RedisStore, settings: Settings) -> Build:
     """Stop a queued or running build; a finished one is left as it is."""
     build = get_build(build_id, store=store)
-    if _phase(store, build, BuildStatus.CANCELLED, "cancelled", error="cancelled",
-              finished_at=utcnow()) is not None:
+    if store.move_build(build.id, BuildStatus.CANCELLED, "cancelled", error="cancelled",
+                        finished_at=utcnow()) is not None:
         store.release_build_key(cache_key(build.repo, build.commit, settings.notebook_image),
                                 build.id)
     return get_build(build_id, store=store)
@@ -219,27 +215,14 @@ def _labels(build: Build, settings: Settings) -> dict[str, str]:
             "binderq.build.id": build.id, "binderq.instance": settings.instance}
 
 
-def _logger(store: RedisStore, build_id: str) -> Callable[[str], None]:
-    """Append each line to the build's log."""
-    def log_line(line: str) -> None:
-        store.append_build_log(build_id, line=line)
-
-    return log_line
-
-
 def _is_cancelled(store: RedisStore, build_id: str) -> bool:
     build = store.get_build(build_id)
     return build is None or build.status == BuildStatus.CANCELLED
 
 
-def _phase(store: RedisStore, build: Build, status: BuildStatus, message: str,
-           **changes: Any) -> Build | None:
-    return store.move_build(build.id, status, message, **changes)
-
-
 def _fail(store: RedisStore, build: Build, reason: str, settings: Settings) -> Build | None:
     log.warning("build %s failed: %s", build.id, reason)
-    _phase(store, build, BuildStatus.FAILED, reason, error=reason, finished_at=utcnow())
+    store.move_build(build.id, BuildStatus.FAILED, reason, error=reason, finished_at=utcnow())
     store.release_build_key(cache_key(build.repo, build.commit, settings.notebook_image),
                             build.id)
     return store.get_build(build.id)

@@ -53,10 +53,8 @@ def with_build_image(fields: dict[str, Any], *, store: RedisStore) -> dict[str, 
         raise Conflict("Staging", f"build {build_id} is {build.status}{detail}; stage it once "
                                   "it has succeeded, or give `staging` in the build request")
     staged = {key: value for key, value in fields.items() if key != "build"}
-    staged["image"] = build.image
-    staged.setdefault("source", {})
-    staged["source"] = {"repo": build.repo, "commit": build.commit, **staged["source"]}
-    return staged
+    source = {"repo": build.repo, "commit": build.commit, **fields.get("source", {})}
+    return {**staged, "image": build.image, "source": source}
 
 
 def put_staging(name: str, fields: dict[str, Any], *, store: RedisStore,
