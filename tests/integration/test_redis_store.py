@@ -120,3 +120,18 @@ def test_builds_in_progress_are_counted_up_to_the_limit_and_leave_when_final(sto
     assert store.admit_build("c", limit=2) is None
     store.forget_build("b")
     assert store.admit_build("d", limit=2) is None  # b's place came back with its record
+
+
+def test_stagings_are_added_to_a_build_only_until_it_is_final(store):
+    from binderq.domain.builds import Build, BuildStatus
+
+    store.save_build(Build(id="b", repo="r", ref="main", commit="c" * 40))
+    assert store.admit_build("b", limit=5) is None
+    assert store.add_build_staging("b", {"name": "one", "pool_size": 2}) is True
+    assert [build.id for build in store.builds_in_progress()] == ["b"]
+    store.move_build("b", BuildStatus.SUCCEEDED, "built", image="img")
+    assert store.add_build_staging("b", {"name": "late"}) is False
+    assert store.build_stagings("b") == [{"name": "one", "pool_size": 2}]
+    assert store.builds_in_progress() == []
+    store.forget_build("b")
+    assert store.build_stagings("b") == []
