@@ -166,14 +166,14 @@ def throughput_figures() -> dict[str, dict[str, float]]:
 def seed_pool(settings: Settings) -> None:
     """SEEDED ready, pooled server records, as upkeep and the launch task leave them."""
     store = RedisStore(redis.Redis.from_url(settings.redis_url))
-    store.save_staging(Staging(name="bench", image="binderq/notebook:bookworm", version=1,
+    store.stagings.save(Staging(name="bench", image="binderq/notebook:bookworm", version=1,
                                status=StagingStatus.READY))
-    store.set_pool_size("bench", SEEDED)
+    store.pools.set_size("bench", SEEDED)
     for index in range(SEEDED):
         server = Server(id=f"seed{index:06d}", staging="bench", staging_version=1,
                         pooled=True, status=ServerStatus.STARTING)
-        store.reserve_server(server, settings.max_servers)
-        store.mark_ready(server, url=f"http://127.0.0.1/user/{server.id}/", target="seeded")
+        store.servers.reserve(server, settings.max_servers)
+        store.servers.mark_ready(server, url=f"http://127.0.0.1/user/{server.id}/", target="seeded")
 
 
 def wrk(url: str, *, connections: int, seconds: int) -> dict[str, float]:

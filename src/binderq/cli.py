@@ -270,7 +270,7 @@ url with ?token=<token>:
         store = build_store(self.settings)
         runtime, proxy = build_runtime(self.settings), build_proxy(self.settings)
         try:
-            for server in store.active_servers():
+            for server in store.servers.active():
                 stop_server(server.id, store=store, runtime=runtime, proxy=proxy)
         except BinderqError as error:
             print(f"binderq: could not stop every server cleanly: {error}", file=sys.stderr)

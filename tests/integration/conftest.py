@@ -191,9 +191,9 @@ def http(api_url, store, proxy, clean_runtime, launch_worker):
     for staging in session.get(f"{api_url}/api/stagings").json():
         session.delete(f"{api_url}/api/stagings/{staging['name']}?force=true")
     try:
-        wait_for(lambda: not store.active_servers(), timeout=90, what="every server stops")
+        wait_for(lambda: not store.servers.active(), timeout=90, what="every server stops")
     except AssertionError as error:
-        stuck = [(s.id, str(s.status), s.error) for s in store.active_servers()]
+        stuck = [(s.id, str(s.status), s.error) for s in store.servers.active()]
         raise AssertionError(f"{error}; still active: {stuck}") from error
 
 

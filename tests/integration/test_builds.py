@@ -118,7 +118,7 @@ def test_identical_requests_while_building_share_one_build(api, tmp_path, store)
     ids = {answer.get_json()["id"] for answer in answers}
     assert len(ids) == 1, ids
     assert finished(api, ids.pop())["status"] == "succeeded"
-    assert len([b for b in store.recent_builds(100) if b.repo == url]) == 1
+    assert len([b for b in store.builds.recent(100) if b.repo == url]) == 1
 
 
 def test_a_failing_dockerfile_fails_keeps_its_log_and_leaves_no_image(api, tmp_path, runtime):

@@ -93,13 +93,13 @@ def test_cull_versus_claim_no_active_server_is_culled_and_none_twice(http, store
     assert all(count == 1 for count in counts.values()), counts
     assert {server["id"] for server in idle} <= set(counts)
     for server in [*active, late]:
-        assert store.get_server(server["id"]).status == ServerStatus.READY, server["id"]
+        assert store.servers.get(server["id"]).status == ServerStatus.READY, server["id"]
     claimed_at = {server["id"]: server["claimed"] for server in [*active, *idle, late]}
     for server_id, when in culled:
         assert when - claimed_at.get(server_id, 0) >= 4 - 0.5  # idle for cull_timeout at least
     for server in idle:
-        assert "culled: idle" in store.get_server(server["id"]).error
-    pooled_waiting = [s for s in store.active_servers() if s.staging == "cullme"
+        assert "culled: idle" in store.servers.get(server["id"]).error
+    pooled_waiting = [s for s in store.servers.active() if s.staging == "cullme"
                       and s.pooled and s.claimed_at is None]
     assert not set(counts) & {s.id for s in pooled_waiting}
 
@@ -149,7 +149,7 @@ def test_after_redis_is_wiped_reconcile_adopt_rebuilds_the_running_servers(
     assert "adopt" in done.stdout
 
     for server in servers:
-        record = store.get_server(server["id"])
+        record = store.servers.get(server["id"])
         assert record.status == ServerStatus.READY and record.staging == "phoenix"
         assert answers(server)
     session.put(f"{base}/api/stagings/phoenix", json={
@@ -163,14 +163,14 @@ def test_a_worker_killed_mid_launch_leaves_one_container_and_a_true_status(
     if trial == 0 or session.get(f"{base}/api/stagings/killme").status_code == 404:
         stage(base, session, "killme", resources=SMALL)
     launched = session.post(f"{base}/api/stagings/killme/servers").json()
-    wait_for(lambda: store.get_server(launched["id"]).status == ServerStatus.STARTING,
+    wait_for(lambda: store.servers.get(launched["id"]).status == ServerStatus.STARTING,
              timeout=30, what="the launch starts")
     time.sleep(0.05 * trial)  # kill at different moments of the launch
     for child in psutil.Process(launch_worker.pid).children():
         os.kill(child.pid, signal.SIGKILL)  # the pool process running the task dies
 
     def settled():
-        server = store.get_server(launched["id"])
+        server = store.servers.get(launched["id"])
         return server if server.status in (ServerStatus.READY, ServerStatus.FAILED) else None
 
     server = wait_for(settled, timeout=120, what="the killed launch settles")

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from binderq.adapters.redis_store import RedisStore
+from binderq.adapters.redis_store import Keys
 from binderq.bootstrap import build_celery
 from binderq.domain.models import ServerStatus
 from tests.integration.conftest import OPERATOR_TOKEN, wait_for
@@ -37,7 +37,7 @@ def _full(pool, size):
 def settle(store, timeout=120):
     def settled():
         return all(s.status not in (ServerStatus.PENDING, ServerStatus.STARTING,
-                                    ServerStatus.STOPPING) for s in store.list_servers())
+                                    ServerStatus.STOPPING) for s in store.servers.list())
     wait_for(settled, timeout=timeout, what="every server settles")
 
 
@@ -66,7 +66,7 @@ def test_claim_race_hands_out_each_pooled_server_once_and_accounts_for_all(
                for code, body, _ in answers if code == 201)
 
     settle(store)
-    records = {server.id: server for server in store.list_servers()}
+    records = {server.id: server for server in store.servers.list()}
     for body in launched:
         server = records[body["id"]]
         in_use = server.status == ServerStatus.READY and (server.claimed_at or not server.pooled)
@@ -87,7 +87,7 @@ def test_claim_race_hands_out_each_pooled_server_once_and_accounts_for_all(
 def test_a_replenish_storm_fills_the_pool_exactly_and_never_above(http, store, settings):
     base, session = http
     stage(base, session, "storm")
-    store.set_pool_size("storm", 3)  # no upkeep queued yet: the storm is all of it
+    store.pools.set_size("storm", 3)  # no upkeep queued yet: the storm is all of it
     celery = build_celery(settings)
     for _ in range(20):
         celery.send_task("binderq.pools.replenish", args=["storm"])
@@ -95,7 +95,7 @@ def test_a_replenish_storm_fills_the_pool_exactly_and_never_above(http, store, s
     most = 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        pooled = [s for s in store.active_servers() if s.staging == "storm" and s.pooled]
+        pooled = [s for s in store.servers.active() if s.staging == "storm" and s.pooled]
         most = max(most, len(pooled))
         if sum(s.status == ServerStatus.READY for s in pooled) == 3:
             break
@@ -104,7 +104,7 @@ def test_a_replenish_storm_fills_the_pool_exactly_and_never_above(http, store, s
     time.sleep(2)  # late replenishes of the storm must not add more
     pool = session.get(f"{base}/api/pools/storm").json()
     assert (pool["ready"], pool["starting"]) == (3, 0)
-    assert len([s for s in store.list_servers() if s.staging == "storm"]) == 3
+    assert len([s for s in store.servers.list() if s.staging == "storm"]) == 3
 
 
 def test_a_dead_pooled_container_is_replaced_and_never_handed_out(
@@ -112,17 +112,17 @@ def test_a_dead_pooled_container_is_replaced_and_never_handed_out(
     base, session = http
     stage(base, session, "mortal")
     fill_pool(base, session, "mortal", 2)
-    victim = store.redis.lindex(RedisStore.POOL_READY.format(staging="mortal"), 0).decode()
+    victim = store.redis.lindex(Keys.POOL_READY.format(staging="mortal"), 0).decode()
     clean_runtime.client.containers.get(f"{settings.instance}-{victim}").kill()
     build_celery(settings).send_task("binderq.pools.replenish", args=["mortal"])
 
     def replaced():
-        victim_status = store.get_server(victim).status
+        victim_status = store.servers.get(victim).status
         pool = session.get(f"{base}/api/pools/mortal").json()
         return victim_status == ServerStatus.STOPPED and _full(pool, 2)
 
     wait_for(replaced, timeout=90, what="the dead server is replaced")
-    assert "container is not running" in store.get_server(victim).error
+    assert "container is not running" in store.servers.get(victim).error
     claimed = [session.post(f"{base}/api/stagings/mortal/servers").json() for _ in range(2)]
     assert victim not in {server["id"] for server in claimed}
     for server in claimed:
@@ -136,7 +136,7 @@ def test_after_a_staging_update_no_launch_gets_the_old_version(
     base, session = http
     stage(base, session, "roll", env={"EDITION": "1"})
     fill_pool(base, session, "roll", 2)
-    old_ids = {s.id for s in store.active_servers() if s.staging == "roll"}
+    old_ids = {s.id for s in store.servers.active() if s.staging == "roll"}
     session.put(f"{base}/api/stagings/roll", json={
         "image": "binderq/notebook:bookworm", "resources": SMALL, "env": {"EDITION": "2"}})
     right_after = session.post(f"{base}/api/stagings/roll/servers")
@@ -149,7 +149,7 @@ def test_after_a_staging_update_no_launch_gets_the_old_version(
     assert server_id not in old_ids
     container = clean_runtime.client.containers.get(f"{settings.instance}-{server_id}")
     assert "EDITION=2" in container.attrs["Config"]["Env"]
-    wait_for(lambda: all(store.get_server(i).status == ServerStatus.STOPPED for i in old_ids),
+    wait_for(lambda: all(store.servers.get(i).status == ServerStatus.STOPPED for i in old_ids),
              timeout=60, what="the old version's servers stop")
 
 
@@ -157,7 +157,7 @@ def test_an_unclaimed_server_opens_to_no_one(http, store, settings):
     base, session = http
     stage(base, session, "sealed")
     fill_pool(base, session, "sealed", 1)
-    (waiting,) = [s for s in store.active_servers() if s.staging == "sealed"]
+    (waiting,) = [s for s in store.servers.active() if s.staging == "sealed"]
     assert requests.get(f"{waiting.url}api/status", timeout=10).status_code == 403
     assert requests.get(f"{waiting.url}api/contents", timeout=10,
                         params={"token": "guess"}).status_code == 403

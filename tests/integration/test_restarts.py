@@ -144,7 +144,7 @@ def test_a_docker_restart_shows_in_health_and_nothing_counts_as_running_that_is_
     _stage(api, "fragile")
     launched = [api.post("/api/stagings/fragile/servers", headers=OPERATOR).get_json()
                 for _ in range(2)]
-    wait_for(lambda: all(store.get_server(s["id"]).status == ServerStatus.READY
+    wait_for(lambda: all(store.servers.get(s["id"]).status == ServerStatus.READY
                          for s in launched), timeout=90, what="both servers are ready")
 
     stopped_at = time.monotonic()
@@ -174,16 +174,16 @@ def test_a_docker_restart_shows_in_health_and_nothing_counts_as_running_that_is_
     wait_for(lambda: api.get(f"/api/tasks/{task}", headers=OPERATOR).get_json()["state"]
              == "SUCCESS", timeout=60, what="reconcile ran")
     running = {c.server_id for c in clean_runtime.server_containers() if c.running}
-    for server in store.active_servers():
+    for server in store.servers.active():
         if server.status == ServerStatus.READY:
             assert server.id in running, f"{server.id} counted as running but is not"
     for server in launched:
-        record = store.get_server(server["id"])
+        record = store.servers.get(server["id"])
         assert record.status == ServerStatus.FAILED and record.error == "its container is gone"
     print(f"dockerd restart: health red {red_after:.2f} s after the stop, green "
           f"{green_after:.2f} s after the start command")
 
 
 def _settled(store, server_id):
-    server = store.get_server(server_id)
+    server = store.servers.get(server_id)
     return server if server.status in (ServerStatus.READY, ServerStatus.FAILED) else None

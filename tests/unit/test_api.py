@@ -26,7 +26,7 @@ def _assert_error_format(response, status):
 
 def _ready(client, store, runtime, name="demo", **fields):
     client.put(f"/api/stagings/{name}", json={"image": IMAGE, **fields}, headers=OPERATOR)
-    stagings.stage(name, store.get_staging(name).version, store=store, runtime=runtime)
+    stagings.stage(name, store.stagings.get(name).version, store=store, runtime=runtime)
 
 
 def test_put_staging_answers_202_with_location_and_queues_staging(client, queue):

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from binderq.adapters.redis_store import Keys
 from binderq.api import create_app
 from binderq.domain.builds import (
     Build,
@@ -82,14 +83,14 @@ def test_a_label_with_a_line_break_is_refused():
 
 def _build(store, status=BuildStatus.BUILDING) -> Build:
     build = Build(id="b1", repo="r", ref="main", commit="c" * 40, status=status)
-    store.save_build(build)
+    store.builds.save(build)
     return build
 
 
 def test_following_a_build_gives_its_log_and_ends_once_it_is_final(store):
     _build(store)
-    store.append_build_log("b1", line="Step 1/1")
-    store.move_build("b1", BuildStatus.SUCCEEDED, "built")
+    store.builds.append_log("b1", line="Step 1/1")
+    store.builds.move("b1", BuildStatus.SUCCEEDED, "built")
     batches = list(follow_build("b1", store=store, quiet_ms=10))
     assert [entry for batch in batches for _, entry in batch] == [
         {"line": "Step 1/1"}, {"phase": "succeeded", "message": "built"}]
@@ -99,7 +100,7 @@ def test_following_a_quiet_build_yields_empty_batches_for_keepalives(store):
     _build(store)
     follow = follow_build("b1", store=store, quiet_ms=10)
     assert next(follow) == []
-    store.move_build("b1", BuildStatus.FAILED, "building failed")
+    store.builds.move("b1", BuildStatus.FAILED, "building failed")
     assert [entry["phase"] for _, entry in next(follow)] == ["failed"]
     assert list(follow) == []
 
@@ -128,11 +129,11 @@ def test_builds_past_the_limit_fail_naming_it_and_a_finished_one_frees_its_place
     with pytest.raises(TooManyBuilds) as refused:
         _request("https://h/r2", store=store, queue=queue, settings=settings)
     assert "limit of 2 concurrent builds (BINDERQ_MAX_BUILDS)" in refused.value.message
-    failed = store.get_build(refused.value.build_id)
+    failed = store.builds.get(refused.value.build_id)
     assert (failed.status, failed.error) == (BuildStatus.FAILED, refused.value.message)
     assert len(queue.sent) == 2  # the refused build never reached the queue
 
-    store.move_build(first.id, BuildStatus.SUCCEEDED, "built")
+    store.builds.move(first.id, BuildStatus.SUCCEEDED, "built")
     assert _request("https://h/r2", store=store, queue=queue, settings=settings).status == \
         BuildStatus.QUEUED
 
@@ -147,7 +148,7 @@ def test_an_identical_request_shares_the_build_and_takes_no_place(store, queue, 
 def test_places_of_builds_whose_records_are_gone_are_given_back(store, queue, settings):
     settings = settings.with_changes(max_builds=1)
     lost = _request("https://h/r", store=store, queue=queue, settings=settings)
-    store.redis.delete(store.BUILD.format(id=lost.id))  # an expired record, say
+    store.redis.delete(Keys.BUILD.format(id=lost.id))  # an expired record, say
     assert _request("https://h/other", store=store, queue=queue, settings=settings)
 
 
@@ -156,7 +157,7 @@ def test_a_build_that_cannot_be_queued_fails_and_frees_its_place(store, queue, s
     queue.down = True
     with pytest.raises(DependencyDown):
         _request("https://h/r", store=store, queue=queue, settings=settings)
-    (build,) = store.recent_builds(10)
+    (build,) = store.builds.recent(10)
     assert build.status == BuildStatus.FAILED and "could not queue" in build.error
     queue.down = False
     assert _request("https://h/r", store=store, queue=queue, settings=settings).status == \
@@ -195,14 +196,14 @@ def _staging_request(name, **fields):
 
 def test_a_cached_build_asked_with_a_staging_is_staged_at_once(store, queue, settings):
     built = _request("https://h/r", store=store, queue=queue, settings=settings)
-    store.move_build(built.id, BuildStatus.SUCCEEDED, "built", image="built/r:1")
+    store.builds.move(built.id, BuildStatus.SUCCEEDED, "built", image="built/r:1")
     again = request_build("https://h/r", "main", _staging_request("later", pool_size=2),
                           store=store, queue=queue, git=FakeGit(), settings=settings)
     assert again.cached and again.id == built.id
-    staging = store.get_staging("later")
+    staging = store.stagings.get("later")
     assert (staging.image, staging.public) == ("built/r:1", True)
     assert (staging.source.repo, staging.source.commit) == ("https://h/r", built.commit)
-    assert store.pool_counters("later")["size"] == 2
+    assert store.pools.counters("later")["size"] == 2
 
 
 def test_a_staging_asked_of_a_running_build_is_staged_when_it_succeeds(store, queue,
@@ -211,14 +212,14 @@ def test_a_staging_asked_of_a_running_build_is_staged_when_it_succeeds(store, qu
                           queue=queue, git=FakeGit(), settings=settings)
     request_build("https://h/r", "main", _staging_request("two", pool_size=1), store=store,
                   queue=queue, git=FakeGit(), settings=settings)
-    assert store.get_staging("two") is None  # not built yet
-    done = store.move_build(first.id, BuildStatus.SUCCEEDED, "built", image="built/r:1")
+    assert store.stagings.get("two") is None  # not built yet
+    done = store.builds.move(first.id, BuildStatus.SUCCEEDED, "built", image="built/r:1")
     stage_built(done, store=store, queue=queue, settings=settings)
-    assert {store.get_staging(name).image for name in ("one", "two")} == {"built/r:1"}
-    assert store.pool_counters("two")["size"] == 1
-    versions = [store.get_staging(name).version for name in ("one", "two")]
+    assert {store.stagings.get(name).image for name in ("one", "two")} == {"built/r:1"}
+    assert store.pools.counters("two")["size"] == 1
+    versions = [store.stagings.get(name).version for name in ("one", "two")]
     stage_built(done, store=store, queue=queue, settings=settings)  # a task run again
-    assert [store.get_staging(name).version for name in ("one", "two")] == versions
+    assert [store.stagings.get(name).version for name in ("one", "two")] == versions
 
 
 def test_a_pool_larger_than_the_capacity_is_refused_before_the_build(store, queue, settings):
@@ -226,7 +227,7 @@ def test_a_pool_larger_than_the_capacity_is_refused_before_the_build(store, queu
         request_build("https://h/r", "main", _staging_request("big", pool_size=99),
                       store=store, queue=queue, git=FakeGit(), settings=settings)
     assert refused.value.errors[0].field == "staging.pool_size"
-    assert store.recent_builds(10) == [] and queue.sent == []
+    assert store.builds.recent(10) == [] and queue.sent == []
 
 
 def test_a_staging_can_name_a_succeeded_build_instead_of_an_image(client, store, queue,
@@ -235,7 +236,7 @@ def test_a_staging_can_name_a_succeeded_build_instead_of_an_image(client, store,
     running = client.put("/api/stagings/s", json={"build": built.id}, headers=OPERATOR)
     assert running.status_code == 409 and "queued" in running.get_json()["message"]
 
-    store.move_build(built.id, BuildStatus.SUCCEEDED, "built", image="built/r:1")
+    store.builds.move(built.id, BuildStatus.SUCCEEDED, "built", image="built/r:1")
     staged = client.put("/api/stagings/s", json={"build": built.id}, headers=OPERATOR)
     assert staged.status_code == 202
     body = staged.get_json()
@@ -259,7 +260,7 @@ def test_a_build_request_may_carry_a_staging_with_a_pool_size(build_client, stor
     answer = build_client.post("/api/builds", json={"repo": "https://h/r", "staging": {
         "name": "built", "pool_size": 2, "resources": {"memory": "256m"}}}, headers=OPERATOR)
     assert answer.status_code == 202, answer.get_json()
-    staging = store.get_build(answer.get_json()["id"]).staging
+    staging = store.builds.get(answer.get_json()["id"]).staging
     assert (staging["name"], staging["pool_size"]) == ("built", 2)
     refused = build_client.post("/api/builds", json={"repo": "https://h/r", "staging": {
         "name": "built", "image": "x:1"}}, headers=OPERATOR)
@@ -270,8 +271,8 @@ def test_a_build_request_may_carry_a_staging_with_a_pool_size(build_client, stor
 def _running_build(store, build_id, started_ago: float, status=BuildStatus.BUILDING):
     build = Build(id=build_id, repo="https://h/r", ref="main", commit="c" * 40, status=status,
                   started_at=utcnow() - timedelta(seconds=started_ago))
-    store.save_build(build)
-    assert store.admit_build(build_id, limit=10) is None
+    store.builds.save(build)
+    assert store.builds.admit(build_id, limit=10) is None
     return build
 
 
@@ -294,6 +295,6 @@ def test_reconcile_fails_lost_builds_and_frees_their_places(store, runtime, prox
     repairs = lifecycle.reconcile(store=store, runtime=runtime, proxy=proxy, queue=queue,
                                   settings=settings)
     assert set(repairs.fail_builds) == {"lost"}
-    lost = store.get_build("lost")
+    lost = store.builds.get("lost")
     assert lost.status == BuildStatus.FAILED and "BINDERQ_BUILD_TIMEOUT" in lost.error
-    assert [build.id for build in store.builds_in_progress()] == ["alive"]
+    assert [build.id for build in store.builds.in_progress()] == ["alive"]

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from binderq.adapters.redis_store import Keys
 from binderq.domain.models import ServerStatus, utcnow
 from binderq.services import deploy, lifecycle, pools, servers, stagings
 from tests.fakes import answering_probe
@@ -32,14 +33,14 @@ def _cull(store, proxy, queue, activity=None):
 
 def _age_activity(store, server_id, seconds):
     past = utcnow() - timedelta(seconds=seconds)
-    store.transition_server(server_id, [ServerStatus.READY], last_activity=past,
+    store.servers.transition(server_id, [ServerStatus.READY], last_activity=past,
                             ready_at=past)
 
 
 def test_an_idle_server_is_culled_once_and_stopped(running, store, proxy, queue):
     _age_activity(store, running.id, 120)
     assert [cull.server_id for cull in _cull(store, proxy, queue)] == [running.id]
-    server = store.get_server(running.id)
+    server = store.servers.get(running.id)
     assert server.status == ServerStatus.STOPPING and "idle" in server.error
     assert queue.names().count("binderq.servers.stop") == 1
     assert _cull(store, proxy, queue) == []  # never twice
@@ -49,7 +50,7 @@ def test_recent_notebook_activity_keeps_a_server_and_moves_its_cull_at(running, 
                                                                       queue):
     _age_activity(store, running.id, 120)
     assert _cull(store, proxy, queue, activity=utcnow()) == []
-    server = store.get_server(running.id)
+    server = store.servers.get(running.id)
     assert server.status == ServerStatus.READY
     assert server.cull_at > utcnow() + timedelta(seconds=50)
 
@@ -62,9 +63,9 @@ def test_the_proxy_route_activity_counts_too(running, store, proxy, queue):
 
 def test_a_culler_that_finds_the_lock_taken_culls_nothing(running, store, proxy, queue):
     _age_activity(store, running.id, 120)
-    assert store.acquire_lock("cull", "other", 60)
+    assert store.locks.acquire("cull", "other", 60)
     assert _cull(store, proxy, queue) == []
-    assert store.get_server(running.id).status == ServerStatus.READY
+    assert store.servers.get(running.id).status == ServerStatus.READY
 
 
 def _reconcile(store, runtime, proxy, queue, settings, adopt=None):
@@ -84,14 +85,14 @@ def test_reconcile_fails_a_server_whose_container_vanished(running, store, runti
                                                           queue, settings):
     runtime.containers.clear()
     _reconcile(store, runtime, proxy, queue, settings)
-    server = store.get_server(running.id)
+    server = store.servers.get(running.id)
     assert server.status == ServerStatus.FAILED and server.error == "its container is gone"
-    assert proxy.routes_ == {} and store.active_server_count() == 0
+    assert proxy.routes_ == {} and store.servers.active_count() == 0
 
 
 def test_reconcile_removes_unknown_containers_and_stale_routes(running, store, runtime, proxy,
                                                               queue, settings):
-    store.redis.delete(store.SERVER.format(id=running.id))
+    store.redis.delete(Keys.SERVER.format(id=running.id))
     proxy.routes_["/user/ghost"] = {"target": "http://127.0.0.1:1"}
     repairs = _reconcile(store, runtime, proxy, queue, settings)
     assert running.id in repairs.remove_containers
@@ -105,11 +106,11 @@ def test_after_redis_is_wiped_adopt_rebuilds_the_servers_from_labels(
     proxy.routes_.clear()
     repairs = _reconcile(store, runtime, proxy, queue, settings, adopt=True)
     assert repairs.adopt == {running.id}
-    adopted = store.get_server(running.id)
+    adopted = store.servers.get(running.id)
     assert adopted.status == ServerStatus.READY and adopted.staging == "demo"
     assert adopted.url == running.url
     assert f"/user/{running.id}" in proxy.routes_
-    assert store.active_server_count() == 1
+    assert store.servers.active_count() == 1
 
 
 def test_an_adopted_pooled_server_is_taken_as_in_use_never_handed_out_again(
@@ -123,8 +124,8 @@ def test_an_adopted_pooled_server_is_taken_as_in_use_never_handed_out_again(
                           probe=answering_probe, settings=settings)
     store.redis.flushdb()
     _reconcile(store, runtime, proxy, queue, settings, adopt=True)
-    assert store.get_server(launch_id).claimed_at is not None
-    assert store.claim_pooled_server("demo") is None
+    assert store.servers.get(launch_id).claimed_at is not None
+    assert store.pools.claim("demo") is None
 
 
 def test_a_launch_that_keeps_dying_is_given_up_after_three_attempts(store, queue, runtime,

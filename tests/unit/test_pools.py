@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from binderq.adapters.redis_store import Keys
 from binderq.domain.models import ServerStatus
 from binderq.domain.tokens import server_token
 from binderq.services import deploy, pools, servers, stagings
@@ -38,7 +39,7 @@ def pooled(store, queue, runtime, proxy, settings):
 
 def test_upkeep_fills_the_pool_with_routed_ready_servers(pooled, store, proxy):
     assert (pooled.size, pooled.ready, pooled.starting, pooled.in_use) == (2, 2, 0, 0)
-    assert store.ready_in_pool("demo") == 2
+    assert store.pools.ready_count("demo") == 2
     assert len(proxy.routes_) == 2
 
 
@@ -58,7 +59,7 @@ def test_a_claim_hands_out_a_ready_server_once_and_queues_a_replenish(
 
 
 def test_the_idle_clock_of_a_pooled_server_starts_at_its_claim(pooled, store, queue, settings):
-    (waiting,) = [s for s in store.active_servers()][:1]
+    (waiting,) = [s for s in store.servers.active()][:1]
     assert waiting.last_activity is None and waiting.cull_at is None
     launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
     assert launch.server.last_activity == launch.server.claimed_at
@@ -70,18 +71,18 @@ def test_after_a_staging_changes_no_old_server_is_handed_out(pooled, store, queu
     assert "binderq.pools.replenish" in queue.names()
     with pytest.raises(Exception, match="not ready yet"):
         deploy.request_launch("demo", store=store, queue=queue, settings=settings)
-    stagings.stage("demo", store.get_staging("demo").version, store=store, runtime=runtime)
+    stagings.stage("demo", store.stagings.get("demo").version, store=store, runtime=runtime)
     _fill(store, queue, runtime, proxy, settings, 2)
-    version = store.get_staging("demo").version
+    version = store.stagings.get("demo").version
     launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
     assert launch.server.pooled and launch.server.staging_version == version
-    old = [s for s in store.list_servers() if s.staging_version != version]
+    old = [s for s in store.servers.list() if s.staging_version != version]
     assert len(old) == 2 and all(s.status == ServerStatus.STOPPING for s in old)
 
 
 def test_upkeep_retires_a_dead_pooled_server_and_never_hands_it_out(
         pooled, store, queue, runtime, proxy, settings):
-    dead_id = store.redis.lindex(store.POOL_READY.format(staging="demo"), 0).decode()
+    dead_id = store.redis.lindex(Keys.POOL_READY.format(staging="demo"), 0).decode()
     del runtime.containers[f"unit-{dead_id}"]
     plan = pools.replenish_pool("demo", store=store, runtime=runtime, queue=queue,
                                 settings=settings)
@@ -93,30 +94,30 @@ def test_upkeep_retires_a_dead_pooled_server_and_never_hands_it_out(
 
 def test_overlapping_upkeep_marks_the_pool_dirty_and_the_holder_runs_again(
         pooled, store, queue, runtime, settings):
-    assert store.acquire_lock("pool:demo", "someone-else", 60)
+    assert store.locks.acquire("pool:demo", "someone-else", 60)
     assert pools.replenish_pool("demo", store=store, runtime=runtime, queue=queue,
                                 settings=settings) is None
-    assert store.take_pool_dirty("demo")  # the holder would run again
+    assert store.pools.take_dirty("demo")  # the holder would run again
 
 
 def test_a_claimed_server_is_never_retired(pooled, store, queue, settings):
     launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
-    assert not store.retire_pooled_server(launch.server, "test")
-    assert store.get_server(launch.server.id).status == ServerStatus.READY
+    assert not store.pools.retire(launch.server, "test")
+    assert store.servers.get(launch.server.id).status == ServerStatus.READY
 
 
 def test_draining_stops_unclaimed_servers_only(pooled, store, queue, settings):
     launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
     pool = pools.drain_pool("demo", store=store, queue=queue)
     assert (pool.size, pool.ready, pool.in_use) == (0, 0, 1)
-    assert store.get_server(launch.server.id).status == ServerStatus.READY
+    assert store.servers.get(launch.server.id).status == ServerStatus.READY
     assert queue.names().count("binderq.servers.stop") == 1
 
 
 def test_deleting_a_staging_drains_its_pool_without_needing_force(pooled, store, queue):
     deploy.delete_staging("demo", force=False, store=store, queue=queue)
-    assert store.pool_counters("demo") is None
-    assert all(s.status == ServerStatus.STOPPING for s in store.active_servers())
+    assert store.pools.counters("demo") is None
+    assert all(s.status == ServerStatus.STOPPING for s in store.servers.active())
 
 
 # -- the API --------------------------------------------------------------------------------
@@ -143,7 +144,7 @@ def test_put_pool_answers_the_pool_and_queues_upkeep(client, store, runtime, que
 def test_bad_pool_sizes_are_422(client, store, runtime, queue, body):
     _ready_staging(store, queue, runtime)
     _assert_error(client.put("/api/pools/demo", json=body, headers=OPERATOR), 422)
-    assert store.pool_counters("demo") is None
+    assert store.pools.counters("demo") is None
 
 
 def test_a_pool_larger_than_capacity_is_refused_saying_so(client, store, runtime, queue):
@@ -222,7 +223,7 @@ def test_failing_pooled_launches_slow_the_pool_to_one_at_a_time(store, queue, ru
     _ready_staging(store, queue, runtime)
     runtime.fail_start = "Docker refused container"
     _fill(store, queue, runtime, proxy, settings, 4)  # all four fail
-    assert store.recent_pool_failures("demo") == 4
+    assert store.pools.recent_failures("demo") == 4
     pools.replenish_pool("demo", store=store, runtime=runtime, queue=queue, settings=settings)
     assert queue.names().count("binderq.servers.launch") == 1
 
@@ -241,17 +242,17 @@ def test_a_process_copy_of_a_staging_made_private_no_longer_lets_anyone_launch(
                                   queue=queue)
     stagings.stage("demo", change.staging.version, store=store, runtime=runtime)
     assert client.post("/api/stagings/demo/servers").status_code == 401
-    assert store.pool_counters("demo")["hits"] == 1
+    assert store.pools.counters("demo")["hits"] == 1
 
 
 def test_a_stale_copy_is_refused_by_the_claim_itself(pooled, store, queue, settings):
     from binderq.domain.errors import StaleStaging
 
-    cached = store.get_staging("demo")
+    cached = store.stagings.get("demo")
     stagings.put_staging("demo", {"image": IMAGE, "env": {"V": "2"}}, store=store, queue=queue)
     with pytest.raises(StaleStaging):
         pools.claim_from_pool(cached, store=store, queue=queue, settings=settings)
-    assert store.ready_in_pool("demo") == 2  # nothing was taken
+    assert store.pools.ready_count("demo") == 2  # nothing was taken
 
 
 def test_after_a_staging_change_the_old_servers_do_not_count_as_ready(pooled, store, queue):

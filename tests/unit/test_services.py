@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from binderq.adapters.redis_store import Keys
 from binderq.domain.errors import CapacityExceeded, Conflict, DependencyDown, NotFound
 from binderq.domain.models import ServerStatus, StagingStatus
 from binderq.services import deploy, servers, stagings
@@ -42,7 +43,7 @@ def test_staging_while_docker_is_down_fails_and_says_so(store, queue, runtime):
     change = stagings.put_staging("demo", {"image": IMAGE}, store=store, queue=queue)
     with pytest.raises(DependencyDown):
         stagings.stage("demo", change.staging.version, store=store, runtime=runtime)
-    assert "Docker engine is unreachable" in store.get_staging("demo").error
+    assert "Docker engine is unreachable" in store.stagings.get("demo").error
 
 
 def test_a_put_that_changes_nothing_stages_nothing_and_a_change_bumps_the_version(
@@ -60,7 +61,7 @@ def test_a_stage_task_for_a_replaced_version_does_nothing(store, queue, runtime)
     old = stagings.put_staging("demo", {"image": IMAGE}, store=store, queue=queue)
     stagings.put_staging("demo", {"image": "nope:1"}, store=store, queue=queue)
     assert stagings.stage("demo", old.staging.version, store=store, runtime=runtime) is None
-    assert store.get_staging("demo").status == StagingStatus.STAGING
+    assert store.stagings.get("demo").status == StagingStatus.STAGING
 
 
 def test_a_launch_starts_routes_and_marks_the_server_ready(store, queue, runtime, proxy,
@@ -71,7 +72,7 @@ def test_a_launch_starts_routes_and_marks_the_server_ready(store, queue, runtime
     assert server.url == f"http://binderq.test/user/{server.id}/"
     assert proxy.routes_[f"/user/{server.id}"]["target"].startswith("http://127.0.0.1:")
     assert launch.token and launch.token not in str(store.redis.hgetall(
-        store.SERVER.format(id=server.id)))
+        Keys.SERVER.format(id=server.id)))
 
 
 def test_a_launch_run_twice_makes_one_server_and_leaves_it_ready(store, queue, runtime, proxy,
@@ -101,7 +102,7 @@ def test_a_failed_launch_leaves_no_container_or_route_and_says_why(
     assert server.status == ServerStatus.FAILED and reason in server.error
     runtime.down = proxy.down = False
     assert runtime.containers == {} and proxy.routes_ == {}
-    assert store.active_server_count() == 0
+    assert store.servers.active_count() == 0
 
 
 def test_a_server_stopped_while_starting_is_not_marked_ready_and_leaves_nothing(
@@ -131,7 +132,7 @@ def test_stopping_removes_route_and_containers_and_frees_the_place(store, queue,
     stopped = servers.stop_server(server.id, store=store, runtime=runtime, proxy=proxy)
     assert stopped.status == ServerStatus.STOPPED and stopped.stopped_at
     assert runtime.containers == {} and proxy.routes_ == {}
-    assert store.active_server_count() == 0
+    assert store.servers.active_count() == 0
     assert servers.stop_server(server.id, store=store, runtime=runtime, proxy=proxy).status \
         == ServerStatus.STOPPED
 
@@ -144,7 +145,7 @@ def test_a_stop_while_docker_is_down_raises_to_be_retried_and_stays_stopping(
     runtime.down = True
     with pytest.raises(DependencyDown):
         servers.stop_server(server.id, store=store, runtime=runtime, proxy=proxy)
-    assert store.get_server(server.id).status == ServerStatus.STOPPING
+    assert store.servers.get(server.id).status == ServerStatus.STOPPING
 
 
 def test_launches_past_capacity_are_refused(store, queue, runtime, settings):
@@ -161,9 +162,9 @@ def test_a_launch_that_cannot_be_queued_fails_the_server_and_frees_its_place(
     queue.down = True
     with pytest.raises(DependencyDown):
         deploy.request_launch("demo", store=store, queue=queue, settings=settings)
-    (server,) = store.list_servers()
+    (server,) = store.servers.list()
     assert server.status == ServerStatus.FAILED and "could not queue" in server.error
-    assert store.active_server_count() == 0
+    assert store.servers.active_count() == 0
 
 
 def test_launching_a_staging_that_is_not_ready_says_what_to_do(store, queue, runtime, settings):
@@ -181,5 +182,5 @@ def test_deleting_a_staging_with_servers_needs_force_and_then_stops_them(
     with pytest.raises(Conflict, match="force=true"):
         deploy.delete_staging("demo", force=False, store=store, queue=queue)
     deploy.delete_staging("demo", force=True, store=store, queue=queue)
-    assert store.get_staging("demo") is None
-    assert store.get_server(server.id).status == ServerStatus.STOPPING
+    assert store.stagings.get("demo") is None
+    assert store.servers.get(server.id).status == ServerStatus.STOPPING

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from binderq.adapters.redis_store import Keys
 from binderq.domain.errors import CapacityExceeded
 from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus
 
@@ -14,54 +15,54 @@ def _server(server_id: str) -> Server:
 
 
 def test_reserving_past_capacity_is_refused_and_writes_nothing(store):
-    store.reserve_server(_server("a"), max_servers=2)
-    store.reserve_server(_server("b"), max_servers=2)
+    store.servers.reserve(_server("a"), max_servers=2)
+    store.servers.reserve(_server("b"), max_servers=2)
     with pytest.raises(CapacityExceeded) as refused:
-        store.reserve_server(_server("c"), max_servers=2)
+        store.servers.reserve(_server("c"), max_servers=2)
     assert (refused.value.limit, refused.value.used) == (2, 2)
-    assert store.get_server("c") is None
-    assert store.active_server_count() == 2
+    assert store.servers.get("c") is None
+    assert store.servers.active_count() == 2
 
 
 def test_a_transition_applies_only_from_an_allowed_status(store):
-    store.reserve_server(_server("a"), max_servers=5)
-    assert store.transition_server("a", [ServerStatus.READY], status=ServerStatus.STOPPING) \
+    store.servers.reserve(_server("a"), max_servers=5)
+    assert store.servers.transition("a", [ServerStatus.READY], status=ServerStatus.STOPPING) \
         is None
-    moved = store.transition_server("a", [ServerStatus.PENDING], status=ServerStatus.STARTING,
+    moved = store.servers.transition("a", [ServerStatus.PENDING], status=ServerStatus.STARTING,
                                     error="x")
     assert moved.status == ServerStatus.STARTING and moved.error == "x"
-    assert store.transition_server("missing", [ServerStatus.PENDING],
+    assert store.servers.transition("missing", [ServerStatus.PENDING],
                                    status=ServerStatus.STARTING) is None
 
 
 def test_a_terminal_status_frees_the_place_and_lets_the_record_expire(store):
-    store.reserve_server(_server("a"), max_servers=1)
-    store.transition_server("a", [ServerStatus.PENDING], status=ServerStatus.FAILED,
+    store.servers.reserve(_server("a"), max_servers=1)
+    store.servers.transition("a", [ServerStatus.PENDING], status=ServerStatus.FAILED,
                             error="boom")
-    assert store.active_server_count() == 0
-    assert 0 < store.redis.ttl(store.SERVER.format(id="a")) <= store.record_ttl
-    store.reserve_server(_server("b"), max_servers=1)  # the place is free again
+    assert store.servers.active_count() == 0
+    assert 0 < store.redis.ttl(Keys.SERVER.format(id="a")) <= store.record_ttl
+    store.servers.reserve(_server("b"), max_servers=1)  # the place is free again
 
 
 def test_an_older_staging_version_never_overwrites_a_newer_one(store):
-    newer = Staging(name="demo", image="new", version=store.next_staging_version("demo") + 1)
+    newer = Staging(name="demo", image="new", version=store.stagings.next_version("demo") + 1)
     older = Staging(name="demo", image="old", version=newer.version - 1)
-    assert store.save_staging(newer)
-    assert not store.save_staging(older)
-    assert store.get_staging("demo").image == "new"
+    assert store.stagings.save(newer)
+    assert not store.stagings.save(older)
+    assert store.stagings.get("demo").image == "new"
 
 
 def test_finishing_a_replaced_staging_version_changes_nothing(store):
-    store.save_staging(Staging(name="demo", image="img", version=2))
-    assert not store.finish_staging("demo", 1, status=str(StagingStatus.READY))
-    assert store.get_staging("demo").status == StagingStatus.STAGING
-    assert store.finish_staging("demo", 2, status=str(StagingStatus.READY))
-    assert store.get_staging("demo").status == StagingStatus.READY
+    store.stagings.save(Staging(name="demo", image="img", version=2))
+    assert not store.stagings.finish("demo", 1, status=str(StagingStatus.READY))
+    assert store.stagings.get("demo").status == StagingStatus.STAGING
+    assert store.stagings.finish("demo", 2, status=str(StagingStatus.READY))
+    assert store.stagings.get("demo").status == StagingStatus.READY
 
 
 def test_listing_servers_forgets_expired_records(store):
-    store.reserve_server(_server("a"), max_servers=5)
-    store.reserve_server(_server("b"), max_servers=5)
-    store.redis.delete(store.SERVER.format(id="a"))
-    assert [server.id for server in store.list_servers()] == ["b"]
-    assert store.redis.smembers(store.SERVERS) == {b"b"}
+    store.servers.reserve(_server("a"), max_servers=5)
+    store.servers.reserve(_server("b"), max_servers=5)
+    store.redis.delete(Keys.SERVER.format(id="a"))
+    assert [server.id for server in store.servers.list()] == ["b"]
+    assert store.redis.smembers(Keys.SERVERS) == {b"b"}

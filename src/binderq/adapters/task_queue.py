@@ -28,7 +28,7 @@ class CeleryTaskQueue:
     def enqueue(self, name: str, *args: Any, task_id: str | None = None) -> str:
         """Queue task name with args; returns its id. DependencyDown if Redis is down."""
         task_id = task_id or new_task_id()
-        self.store.record_task(task_id, name)
+        self.store.tasks.record(task_id, name)
         try:
             self.celery.send_task(name, args=list(args), task_id=task_id)
         except (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError) as error:
@@ -37,7 +37,7 @@ class CeleryTaskQueue:
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """{id, name, state, result, error} of a task binderq queued, or None."""
-        name = self.store.task_name(task_id)
+        name = self.store.tasks.name(task_id)
         if name is None:
             return None
         result = self.celery.AsyncResult(task_id)

@@ -44,7 +44,7 @@ def identify(settings: Settings, store: RedisStore) -> Caller:
         return Caller()
     if tokens_match(settings.operator_token, token):
         return Caller(token=token, is_operator=True)
-    record = store.get_user_token(hash_token(token))
+    record = store.tokens.get(hash_token(token))
     return Caller(token=token, scopes=frozenset(record["scopes"]) if record else frozenset())
 
 

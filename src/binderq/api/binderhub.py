@@ -125,7 +125,7 @@ def _follow_build(ctx: ApiContext, build_id: str) -> Iterator[str]:
                 yield _event("building", entry["line"] + "\n")
         if not entries:
             yield ": heartbeat\n\n"
-    return ctx.store.get_build(build_id)
+    return ctx.store.builds.get(build_id)
 
 
 def _staged(ctx: ApiContext, build: Any) -> Iterator[str]:
@@ -146,7 +146,7 @@ def _staged(ctx: ApiContext, build: Any) -> Iterator[str]:
 def _until_ready(ctx: ApiContext, server_id: str) -> Iterator[str]:
     quiet_since = time.monotonic()
     while True:
-        server = ctx.store.get_server(server_id)
+        server = ctx.store.servers.get(server_id)
         if server.status == ServerStatus.READY:
             return server
         if server.status.is_terminal or server.status == ServerStatus.STOPPING:

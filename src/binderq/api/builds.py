@@ -12,11 +12,10 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from binderq.adapters.git_source import RepositoryError
-from binderq.adapters.redis_store import build_to_dict
 from binderq.api.auth import require_scope
 from binderq.api.context import context
 from binderq.api.stagings import NAME, StagingFieldsSchema, StrictSchema
-from binderq.domain.builds import BuildStatus
+from binderq.domain.builds import BuildStatus, build_to_dict
 from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.repos import MAX_REF_LENGTH, MAX_REPO_LENGTH
 from binderq.services import builds
@@ -98,7 +97,7 @@ class Builds(MethodView):
         """Builds, newest first (the `build` scope)."""
         ctx = context()
         require_scope(ctx.caller(), "build")
-        found = ctx.store.recent_builds(args["limit"] if "repo" not in args and
+        found = ctx.store.builds.recent(args["limit"] if "repo" not in args and
                                         "status" not in args else 500)
         found = [b for b in found if args.get("repo", b.repo) == b.repo
                  and args.get("status", str(b.status)) == str(b.status)]
@@ -151,6 +150,6 @@ def _events(store, build_id: str) -> Iterator[str]:
             yield f"event: {kind}\ndata: {json.dumps(entry)}\n\n"
         if not entries:  # a quiet while: keep proxies from closing the stream
             yield ": keepalive\n\n"
-    build = store.get_build(build_id)
+    build = store.builds.get(build_id)
     body = build_body(build) if build else {"id": build_id}
     yield f"event: done\ndata: {json.dumps(body)}\n\n"

@@ -32,7 +32,7 @@ def metrics() -> Response:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         lines += [f'{name}{{staging="{_escape(pool.staging)}"}} {getattr(pool, attribute)}'
                   for pool in all_pools]
-    by_status = Counter(str(server.status) for server in ctx.store.active_servers())
+    by_status = Counter(str(server.status) for server in ctx.store.servers.active())
     lines += ["# HELP binderq_servers servers that hold a place, by status",
               "# TYPE binderq_servers gauge"]
     lines += [f'binderq_servers{{status="{status}"}} {count}'

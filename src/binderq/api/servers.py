@@ -84,7 +84,7 @@ class Servers(MethodView):
         """Servers, newest first, by staging and status (operator)."""
         ctx = context()
         require_operator(ctx.caller())
-        found = ctx.store.list_servers()
+        found = ctx.store.servers.list()
         if "staging" in args:
             found = [server for server in found if server.staging == args["staging"]]
         if "status" in args:

@@ -179,7 +179,7 @@ class Stagings(MethodView):
         """Every staging (operator)."""
         ctx = context()
         require_operator(ctx.caller())
-        return [to_dict(staging) for staging in ctx.store.list_stagings()]
+        return [to_dict(staging) for staging in ctx.store.stagings.list()]
 
 
 @blp.route("/<path:name>")

@@ -63,7 +63,7 @@ class Stats(MethodView):
         """tmpnb's stats: servers available in the pool, its capacity, the image."""
         ctx = context()
         staging = default_staging()
-        counters = ctx.store.pool_counters(staging.name) or {}
-        return {"available": ctx.store.ready_in_pool(staging.name),
+        counters = ctx.store.pools.counters(staging.name) or {}
+        return {"available": ctx.store.pools.ready_count(staging.name),
                 "capacity": counters.get("size", 0), "version": __version__,
                 "container_image": staging.image}

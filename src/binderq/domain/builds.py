@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from binderq.domain.models import utcnow
+from binderq.domain.models import jsonable, parse_time, utcnow
 
 
 class BuildStatus(StrEnum):
@@ -41,6 +41,19 @@ class Build:
     task_id: str | None = None
     # Staging fields to stage the image under once built ({"name": ..., ...}), or None.
     staging: dict[str, Any] | None = None
+
+
+def build_to_dict(build: Build) -> dict[str, Any]:
+    """JSON-ready dict of a build record (times as ISO 8601 strings)."""
+    return {key: jsonable(value) for key, value in vars(build).items()}
+
+
+def build_from_dict(record: dict[str, Any]) -> Build:
+    values = dict(record)
+    values["status"] = BuildStatus(values["status"])
+    for key in ("created_at", "started_at", "finished_at"):
+        values[key] = parse_time(values.get(key))
+    return Build(**values)
 
 
 def lost_builds(builds: list[Build], *, now: datetime, build_timeout: float,

@@ -22,6 +22,15 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
+def jsonable(value: Any) -> Any:
+    """A field's value as JSON holds it: times as ISO 8601 strings, statuses as strings."""
+    if isinstance(value, StrEnum):
+        return str(value)
+    if isinstance(value, datetime):
+        return isoformat(value)
+    return value
+
+
 class StagingStatus(StrEnum):
     STAGING = "staging"
     READY = "ready"

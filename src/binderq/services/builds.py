@@ -53,24 +53,24 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
     key = cache_key(repo, commit, settings.notebook_image)
     build = Build(id=secrets.token_hex(6), repo=repo, ref=ref, commit=commit,
                   task_id=new_task_id(), staging=staging)
-    store.save_build(build)
-    owner = store.claim_build_key(key, build.id)
+    store.builds.save(build)
+    owner = store.builds.claim_key(key, build.id)
     if owner != build.id:
-        existing = store.get_build(owner)
+        existing = store.builds.get(owner)
         if existing is not None and existing.status in _SHAREABLE:
-            store.forget_build(build.id)
+            store.builds.forget(build.id)
             if staging is not None:
                 _stage_when_built(existing, staging, store=store, queue=queue,
                                   settings=settings)
             return replace(existing, cached=True) if existing.status == \
                 BuildStatus.SUCCEEDED else existing
-        store.release_build_key(key, owner)  # a failed or vanished build: build anew
-        store.claim_build_key(key, build.id)
-    if store.admit_build(build.id, settings.max_builds) is not None:
+        store.builds.release_key(key, owner)  # a failed or vanished build: build anew
+        store.builds.claim_key(key, build.id)
+    if store.builds.admit(build.id, settings.max_builds) is not None:
         refused = TooManyBuilds(limit=settings.max_builds, build_id=build.id)
         _fail(store, build, refused.message, settings)
         raise refused
-    store.append_build_log(build.id, phase=str(BuildStatus.QUEUED),
+    store.builds.append_log(build.id, phase=str(BuildStatus.QUEUED),
                            message="waiting for a builds worker")
     try:
         queue.enqueue(BUILD_TASK, build.id, task_id=build.task_id)
@@ -85,7 +85,7 @@ _SHAREABLE = {BuildStatus.QUEUED, BuildStatus.FETCHING, BuildStatus.BUILDING,
 
 
 def get_build(build_id: str, *, store: RedisStore) -> Build:
-    build = store.get_build(build_id)
+    build = store.builds.get(build_id)
     if build is None:
         raise NotFound("Build", build_id)
     return build
@@ -93,7 +93,7 @@ def get_build(build_id: str, *, store: RedisStore) -> Build:
 
 def build_log_text(build_id: str, *, store: RedisStore) -> str:
     get_build(build_id, store=store)
-    return "".join(_log_line(entry) for _, entry in store.build_log(build_id))
+    return "".join(_log_line(entry) for _, entry in store.builds.log(build_id))
 
 
 LogEntry = tuple[str, dict[str, str]]
@@ -107,9 +107,9 @@ def follow_build(build_id: str, *, store: RedisStore, quiet_ms: int = KEEPALIVE_
     log all given. Every final move logs its phase, so the wait ends with the build."""
     after = "-"
     while True:
-        build = store.get_build(build_id)
+        build = store.builds.get(build_id)
         final = build is None or build.status.is_final
-        entries = store.build_log(build_id, after=after, block_ms=None if final else quiet_ms)
+        entries = store.builds.log(build_id, after=after, block_ms=None if final else quiet_ms)
         if entries:
             after = entries[-1][0]
         elif final:
@@ -130,14 +130,14 @@ def run_build(build_id: str, *, store: RedisStore, git: GitSource, runtime,
               queue: TaskQueue, settings: Settings) -> Build | None:
     """Fetch the commit, choose its spec, docker build it, stage it if asked. Every failure
     ends the build `failed` with the step that failed, and frees its cache key."""
-    build = store.get_build(build_id)
+    build = store.builds.get(build_id)
     if build is not None and build.status == BuildStatus.SUCCEEDED:
         stage_built(build, store=store, queue=queue, settings=settings)  # a task run again
     if build is None or build.status.is_final:
         return build
     step = "fetching"
     try:
-        store.move_build(build.id, BuildStatus.FETCHING, "fetching the repository",
+        store.builds.move(build.id, BuildStatus.FETCHING, "fetching the repository",
                          started_at=utcnow())
         with tempfile.TemporaryDirectory(prefix="binderq-build-") as scratch:
             checkout = git.fetch(build.repo, build.commit, Path(scratch) / "repo")
@@ -146,25 +146,25 @@ def run_build(build_id: str, *, store: RedisStore, git: GitSource, runtime,
             image = image_name(build.repo, build.commit, spec)
             step = "building"
             made_of = ", ".join(spec.files) or "the base image"
-            if store.move_build(build.id, BuildStatus.BUILDING,
+            if store.builds.move(build.id, BuildStatus.BUILDING,
                                 f"building {image} from {made_of}", image=image) is None:
-                return store.get_build(build.id)  # cancelled meanwhile
+                return store.builds.get(build.id)  # cancelled meanwhile
             runtime.build_image(checkout, spec.dockerfile, image, labels=_labels(build, settings),
                                 memory=memory_bytes(settings.build_memory),
                                 cpu_shares=settings.build_cpu_shares,
                                 timeout=settings.build_timeout,
-                                on_line=lambda line: store.append_build_log(build.id,
+                                on_line=lambda line: store.builds.append_log(build.id,
                                                                             line=line),
                                 should_stop=lambda: _is_cancelled(store, build.id))
     except (BinderqError, RepositoryError, SpecError) as error:
         return _fail(store, build, f"{step} failed: {error}", settings)
-    done = store.move_build(build.id, BuildStatus.SUCCEEDED, f"built {image}",
+    done = store.builds.move(build.id, BuildStatus.SUCCEEDED, f"built {image}",
                             finished_at=utcnow())
     if done is None:  # cancelled as it finished: the image goes too
         runtime.remove_image(image)
     else:
         stage_built(done, store=store, queue=queue, settings=settings)
-    return store.get_build(build.id)
+    return store.builds.get(build.id)
 
 
 def stage_built(build: Build, *, store: RedisStore, queue: TaskQueue,
@@ -172,30 +172,30 @@ def stage_built(build: Build, *, store: RedisStore, queue: TaskQueue,
     """Stage a built image under every staging asked of its build. Doing it again changes
     nothing: an unchanged staging stays as it is. A staging that fails is logged, and the
     build stays succeeded."""
-    for staging in [build.staging, *store.build_stagings(build.id)]:
+    for staging in [build.staging, *store.builds.stagings(build.id)]:
         if not staging:
             continue
         try:
             _stage(build, staging, store=store, queue=queue, settings=settings)
         except BinderqError as error:
             log.warning("build %s: staging %s failed: %s", build.id, staging["name"], error)
-            store.append_build_log(build.id, line=f"[binderq] staging {staging['name']} "
+            store.builds.append_log(build.id, line=f"[binderq] staging {staging['name']} "
                                                   f"failed: {error}")
 
 
 def fail_build(build_id: str, reason: str, *, store: RedisStore,
                settings: Settings) -> Build | None:
     """End a build `failed` from outside its run (its time limit, say)."""
-    build = store.get_build(build_id)
+    build = store.builds.get(build_id)
     return _fail(store, build, reason, settings) if build else None
 
 
 def cancel_build(build_id: str, *, store: RedisStore, settings: Settings) -> Build:
     """Stop a queued or running build; a finished one is left as it is."""
     build = get_build(build_id, store=store)
-    if store.move_build(build.id, BuildStatus.CANCELLED, "cancelled", error="cancelled",
+    if store.builds.move(build.id, BuildStatus.CANCELLED, "cancelled", error="cancelled",
                         finished_at=utcnow()) is not None:
-        store.release_build_key(cache_key(build.repo, build.commit, settings.notebook_image),
+        store.builds.release_key(cache_key(build.repo, build.commit, settings.notebook_image),
                                 build.id)
     return get_build(build_id, store=store)
 
@@ -216,16 +216,16 @@ def _labels(build: Build, settings: Settings) -> dict[str, str]:
 
 
 def _is_cancelled(store: RedisStore, build_id: str) -> bool:
-    build = store.get_build(build_id)
+    build = store.builds.get(build_id)
     return build is None or build.status == BuildStatus.CANCELLED
 
 
 def _fail(store: RedisStore, build: Build, reason: str, settings: Settings) -> Build | None:
     log.warning("build %s failed: %s", build.id, reason)
-    store.move_build(build.id, BuildStatus.FAILED, reason, error=reason, finished_at=utcnow())
-    store.release_build_key(cache_key(build.repo, build.commit, settings.notebook_image),
+    store.builds.move(build.id, BuildStatus.FAILED, reason, error=reason, finished_at=utcnow())
+    store.builds.release_key(cache_key(build.repo, build.commit, settings.notebook_image),
                             build.id)
-    return store.get_build(build.id)
+    return store.builds.get(build.id)
 
 
 def _stage(build: Build, staging: dict[str, Any], *, store: RedisStore, queue: TaskQueue,
@@ -241,8 +241,8 @@ def _stage(build: Build, staging: dict[str, Any], *, store: RedisStore, queue: T
 def _stage_when_built(build: Build, staging: dict[str, Any], *, store: RedisStore,
                       queue: TaskQueue, settings: Settings) -> None:
     """Stage a shared build's image under staging too: once it is built, or now if it is."""
-    if store.add_build_staging(build.id, staging):
+    if store.builds.add_staging(build.id, staging):
         return  # its worker stages it after the build succeeds
-    latest = store.get_build(build.id)
+    latest = store.builds.get(build.id)
     if latest is not None and latest.status == BuildStatus.SUCCEEDED:
         _stage(latest, staging, store=store, queue=queue, settings=settings)

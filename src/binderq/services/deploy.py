@@ -33,7 +33,7 @@ def request_launch(staging: Staging | str, *, store: RedisStore, queue: TaskQueu
 def delete_staging(name: str, *, force: bool, store: RedisStore, queue: TaskQueue) -> None:
     """Remove a staging and drain its pool; servers in use block it unless forced."""
     get_staging(name, store=store)
-    running = [server for server in store.active_servers()
+    running = [server for server in store.servers.active()
                if server.staging == name and not is_pooled_unclaimed(server)]
     if running and not force:
         raise Conflict("Staging", f"staging {name!r} has {len(running)} running server(s); "
@@ -42,5 +42,5 @@ def delete_staging(name: str, *, force: bool, store: RedisStore, queue: TaskQueu
                      queue=queue)
     for server in running:
         request_stop(server.id, store=store, queue=queue)
-    store.forget_pool(name)
-    store.delete_staging(name)
+    store.pools.forget(name)
+    store.stagings.delete(name)

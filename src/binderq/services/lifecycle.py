@@ -41,12 +41,12 @@ ACTIVITY_PROBES = 8  # notebooks asked for their activity at once
 def exclusive(store: RedisStore, name: str) -> Iterator[bool]:
     """Hold lock name for the block; yields False (and holds nothing) if another run has it."""
     holder = secrets.token_hex(8)
-    acquired = store.acquire_lock(name, holder, LOCK_TTL)
+    acquired = store.locks.acquire(name, holder, LOCK_TTL)
     try:
         yield acquired
     finally:
         if acquired:
-            store.release_lock(name, holder)
+            store.locks.release(name, holder)
 
 
 # -- culling ------------------------------------------------------------------------------
@@ -64,14 +64,14 @@ def cull_idle_servers(*, store: RedisStore, proxy, queue: TaskQueue,
     with exclusive(store, "cull") as acquired:
         if not acquired:
             return []
-        servers = [server for server in store.active_servers() if in_use(server)]
+        servers = [server for server in store.servers.active() if in_use(server)]
         limits = {staging.name: (staging.cull_timeout, staging.max_age)
-                  for staging in store.list_stagings()}
+                  for staging in store.stagings.list()}
         refreshed = _refresh_activity(servers, store=store, proxy=proxy,
                                       activity_of=activity_of, limits=limits)
         culls = plan_culls(refreshed, now=utcnow(), limits=limits)
         for cull in culls:
-            if store.transition_server(cull.server_id, [ServerStatus.READY],
+            if store.servers.transition(cull.server_id, [ServerStatus.READY],
                                        status=ServerStatus.STOPPING, error=cull.reason):
                 log.info("server %s %s", cull.server_id, cull.reason)
                 queue.enqueue(STOP_TASK, cull.server_id)
@@ -89,7 +89,7 @@ def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy,
         route = routes.get(route_path(server.id)) or {}
         last = latest_activity(server, seen, parse_time(route.get("last_activity")))
         cull_timeout, max_age = limits.get(server.staging, (600, 21600))
-        store.transition_server(server.id, [ServerStatus.READY], last_activity=last,
+        store.servers.transition(server.id, [ServerStatus.READY], last_activity=last,
                                 cull_at=cull_at(server, last, cull_timeout=cull_timeout,
                                                 max_age=max_age))
         refreshed.append(replace(server, last_activity=last))
@@ -122,12 +122,12 @@ def reconcile(*, store: RedisStore, runtime, proxy, queue: TaskQueue, settings: 
         containers = [ObservedContainer(c.server_id, c.role, c.running)
                       for c in runtime.server_containers()]
         routes = set(proxy.routes())
-        servers = {server.id: server for server in store.list_servers()}
+        servers = {server.id: server for server in store.servers.list()}
         repairs = plan_reconcile(
             servers=servers, containers=containers, routes=routes, now=utcnow(),
             observed_at=observed_at, stuck_after=settings.launch_timeout + 60,
             adopt_orphans=settings.orphans == "adopt" if adopt is None else adopt)
-        repairs.fail_builds = lost_builds(store.builds_in_progress(), now=utcnow(),
+        repairs.fail_builds = lost_builds(store.builds.in_progress(), now=utcnow(),
                                           build_timeout=settings.build_timeout)
         _repair(repairs, servers, store=store, runtime=runtime, proxy=proxy, queue=queue,
                 settings=settings)
@@ -142,7 +142,7 @@ def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore, 
     for server_id in repairs.adopt:
         _adopt(server_id, store=store, runtime=runtime, proxy=proxy, settings=settings)
     for server_id, why in repairs.fail_servers.items():
-        if store.transition_server(server_id, [ServerStatus.READY],
+        if store.servers.transition(server_id, [ServerStatus.READY],
                                    status=ServerStatus.FAILED, error=why, stopped_at=utcnow()):
             log.info("reconcile: server %s failed: %s", server_id, why)
             proxy.remove_route(server_base_url(server_id))
@@ -178,6 +178,6 @@ def _adopt(server_id: str, *, store: RedisStore, runtime, proxy, settings: Setti
                     status=ServerStatus.READY, pooled=pooled,
                     claimed_at=now if pooled else None, ready_at=now, last_activity=now,
                     status_changed_at=now, url=server_url(settings, server_id), target=target)
-    store.adopt_server(server)
+    store.servers.adopt(server)
     proxy.add_route(server_base_url(server_id), target, server=server_id)
     log.info("reconcile: adopted server %s of staging %s", server_id, server.staging)

@@ -37,7 +37,7 @@ def set_pool_size(staging_name: str, size: int, *, store: RedisStore, queue: Tas
     """Set how many servers the pool keeps ready; upkeep starts or stops servers to match."""
     get_staging(staging_name, store=store)
     check_pool_size(size, settings)
-    store.set_pool_size(staging_name, size)
+    store.pools.set_size(staging_name, size)
     request_replenish(staging_name, store=store, queue=queue)
     return get_pool(staging_name, store=store)
 
@@ -52,12 +52,12 @@ def check_pool_size(size: int, settings: Settings, *, resource: str = "Pool",
 
 
 def get_pool(staging_name: str, *, store: RedisStore) -> Pool:
-    counters = store.pool_counters(staging_name)
+    counters = store.pools.counters(staging_name)
     if counters is None:
         raise NotFound("Pool", staging_name)
-    staging = store.get_staging(staging_name)
+    staging = store.stagings.get(staging_name)
     version = staging.version if staging else None
-    servers = [s for s in store.active_servers() if s.staging == staging_name and s.pooled]
+    servers = [s for s in store.servers.active() if s.staging == staging_name and s.pooled]
     # Waiting servers of an older version are being retired: the claim never hands them out.
     waiting = [s for s in servers if is_pooled_unclaimed(s) and s.staging_version == version]
     return Pool(
@@ -75,7 +75,7 @@ def get_pool(staging_name: str, *, store: RedisStore) -> Pool:
 
 def list_pools(*, store: RedisStore) -> list[Pool]:
     pools = []
-    for name in store.pool_names():
+    for name in store.pools.names():
         try:
             pools.append(get_pool(name, store=store))
         except NotFound:
@@ -85,9 +85,9 @@ def list_pools(*, store: RedisStore) -> list[Pool]:
 
 def drain_pool(staging_name: str, *, store: RedisStore, queue: TaskQueue) -> Pool:
     """Size 0: every unclaimed pooled server is stopped; claimed ones run on."""
-    if store.pool_counters(staging_name) is None:
+    if store.pools.counters(staging_name) is None:
         raise NotFound("Pool", staging_name)
-    store.set_pool_size(staging_name, 0)
+    store.pools.set_size(staging_name, 0)
     retire_unclaimed(staging_name, "retired from the pool: the pool was deleted",
                      store=store, queue=queue)
     return get_pool(staging_name, store=store)
@@ -95,9 +95,9 @@ def drain_pool(staging_name: str, *, store: RedisStore, queue: TaskQueue) -> Poo
 
 def retire_unclaimed(staging_name: str, reason: str, *, store: RedisStore,
                      queue: TaskQueue) -> None:
-    for server in store.active_servers():
+    for server in store.servers.active():
         if server.staging == staging_name and is_pooled_unclaimed(server) \
-                and store.retire_pooled_server(server, reason):
+                and store.pools.retire(server, reason):
             queue.enqueue(STOP_TASK, server.id)
 
 
@@ -111,7 +111,7 @@ def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
     before this answer.
     """
     now = utcnow()
-    claim = store.claim_pooled_server(
+    claim = store.pools.claim(
         staging.name, queued_ttl=QUEUED_TTL, expected_version=staging.version,
         claimed_at=now, last_activity=now,
         cull_at=now + timedelta(seconds=min(staging.cull_timeout, staging.max_age)),
@@ -126,7 +126,7 @@ def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
 def request_replenish(staging_name: str, *, store: RedisStore, queue: TaskQueue) -> None:
     """Queue a replenish unless one is queued already: that one has yet to observe the
     pool, so it will see this change (a running one frees the slot before it observes)."""
-    if store.claim_replenish_slot(staging_name, QUEUED_TTL):
+    if store.pools.claim_replenish_slot(staging_name, QUEUED_TTL):
         queue.enqueue(REPLENISH_TASK, staging_name)
 
 
@@ -140,20 +140,20 @@ def replenish_pool(staging_name: str, *, store: RedisStore, runtime, queue: Task
     A replenish that arrives while another runs marks the pool dirty (before trying the
     lock), and the runner goes round again, so no request for upkeep is lost.
     """
-    store.release_replenish_slot(staging_name)
+    store.pools.release_replenish_slot(staging_name)
     holder = secrets.token_hex(8)
     plan = None
     for _ in range(MAX_ROUNDS):
-        store.mark_pool_dirty(staging_name)
-        if not store.acquire_lock(f"pool:{staging_name}", holder, LOCK_TTL):
+        store.pools.mark_dirty(staging_name)
+        if not store.locks.acquire(f"pool:{staging_name}", holder, LOCK_TTL):
             return plan  # the holder sees the dirty mark and runs again
         try:
-            store.take_pool_dirty(staging_name)
+            store.pools.take_dirty(staging_name)
             plan = _upkeep_once(staging_name, store=store, runtime=runtime, queue=queue,
                                 settings=settings)
         finally:
-            store.release_lock(f"pool:{staging_name}", holder)
-        if not store.take_pool_dirty(staging_name):
+            store.locks.release(f"pool:{staging_name}", holder)
+        if not store.pools.take_dirty(staging_name):
             return plan
     return plan
 
@@ -162,14 +162,14 @@ def upkeep_all_pools(*, store: RedisStore, runtime, queue: TaskQueue,
                      settings: Settings) -> dict[str, PoolPlan | None]:
     """Replenish every pool (celery beat runs this)."""
     return {name: replenish_pool(name, store=store, runtime=runtime, queue=queue,
-                                 settings=settings) for name in store.pool_names()}
+                                 settings=settings) for name in store.pools.names()}
 
 
 def _upkeep_once(staging_name: str, *, store: RedisStore, runtime, queue: TaskQueue,
                  settings: Settings) -> PoolPlan:
-    staging = store.get_staging(staging_name)
-    counters = store.pool_counters(staging_name)
-    servers = [s for s in store.active_servers()
+    staging = store.stagings.get(staging_name)
+    counters = store.pools.counters(staging_name)
+    servers = [s for s in store.servers.active()
                if s.staging == staging_name and is_pooled_unclaimed(s)]
     if staging is None or counters is None:
         plan = PoolPlan(retire={s.id: "retired from the pool: its staging was deleted"
@@ -177,7 +177,7 @@ def _upkeep_once(staging_name: str, *, store: RedisStore, runtime, queue: TaskQu
     else:
         running = {c.server_id for c in runtime.server_containers()
                    if c.role == "notebook" and c.running}
-        failures = store.recent_pool_failures(staging_name)
+        failures = store.pools.recent_failures(staging_name)
         if failures >= FAILURES_BEFORE_BACKOFF:
             log.warning("pool %s: %d launches failed lately; starting one at a time",
                         staging_name, failures)
@@ -193,7 +193,7 @@ def _act(plan: PoolPlan, staging: Staging | None, servers: list[Server], *, stor
          queue: TaskQueue, settings: Settings) -> None:
     by_id = {server.id: server for server in servers}
     for server_id, reason in plan.retire.items():
-        if store.retire_pooled_server(by_id[server_id], reason):
+        if store.pools.retire(by_id[server_id], reason):
             log.info("pool %s: retiring %s (%s)", by_id[server_id].staging, server_id, reason)
             queue.enqueue(STOP_TASK, server_id)
     for _ in range(plan.start if staging else 0):
@@ -206,7 +206,7 @@ def _start_pooled_server(staging: Staging, *, store: RedisStore, queue: TaskQueu
     server = Server(id=new_server_id(), staging=staging.name, staging_version=staging.version,
                     pooled=True, task_id=new_task_id())
     try:
-        store.reserve_server(server, settings.max_servers)
+        store.servers.reserve(server, settings.max_servers)
     except CapacityExceeded:
         log.warning("pool %s: at capacity, cannot start more servers", staging.name)
         return False

@@ -57,18 +57,18 @@ def request_cold_launch(staging: Staging, *, store: RedisStore, queue: TaskQueue
                                   "fix it and PUT it again")
     server = Server(id=new_server_id(), staging=staging.name, staging_version=staging.version,
                     task_id=new_task_id())
-    store.reserve_server(server, settings.max_servers)
+    store.servers.reserve(server, settings.max_servers)
     try:
         queue.enqueue(LAUNCH_TASK, server.id, task_id=server.task_id)
     except BinderqError as error:
-        store.transition_server(server.id, [ServerStatus.PENDING], status=ServerStatus.FAILED,
+        store.servers.transition(server.id, [ServerStatus.PENDING], status=ServerStatus.FAILED,
                                 error=f"could not queue the launch: {error}")
         raise
     return Launch(server, server_token(settings.secret_key, server.id))
 
 
 def get_server(server_id: str, *, store: RedisStore) -> Server:
-    server = store.get_server(server_id)
+    server = store.servers.get(server_id)
     if server is None:
         raise NotFound("Server", server_id)
     return server
@@ -80,7 +80,7 @@ def request_stop(server_id: str, *, store: RedisStore, queue: TaskQueue) -> Serv
     if server.status == ServerStatus.STOPPED:
         return server
     stoppable = [*ACTIVE_SERVER_STATUSES, ServerStatus.FAILED]
-    stopping = store.transition_server(server_id, stoppable, status=ServerStatus.STOPPING)
+    stopping = store.servers.transition(server_id, stoppable, status=ServerStatus.STOPPING)
     queue.enqueue(STOP_TASK, server_id)
     return stopping or get_server(server_id, store=store)
 
@@ -95,7 +95,7 @@ def launch_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime, 
     Safe to run twice (redelivery): the containers are found by name, and a server that
     another run already finished, or that was stopped meanwhile, is left as it is.
     """
-    server = store.get_server(server_id)
+    server = store.servers.get(server_id)
     launching = [ServerStatus.PENDING, ServerStatus.STARTING]
     if server is None or server.status not in launching:
         return server  # finished, stopping or gone: nothing to do
@@ -103,10 +103,10 @@ def launch_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime, 
         reason = LaunchFailed(f"gave up after {server.launch_attempts} attempts: each ended "
                               "without a result (its worker was killed or timed out)")
         return _fail_launch(server_id, reason, store=store, runtime=runtime, proxy=proxy)
-    server = store.transition_server(server_id, launching, status=ServerStatus.STARTING,
+    server = store.servers.transition(server_id, launching, status=ServerStatus.STARTING,
                                      launch_attempts=server.launch_attempts + 1)
     if server is None:
-        return store.get_server(server_id)
+        return store.servers.get(server_id)
     try:
         spec, target = _start_containers(server, store=store, runtime=runtime, probe=probe,
                                          settings=settings)
@@ -119,7 +119,7 @@ def launch_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime, 
 
 def _start_containers(server: Server, *, store: RedisStore, runtime: DockerRuntime,
                       probe: ReadinessProbe, settings: Settings) -> tuple[ServerSpec, str]:
-    staging = store.get_staging(server.staging)
+    staging = store.stagings.get(server.staging)
     if staging is None:
         raise LaunchFailed(f"staging {server.staging!r} was deleted")
     if staging.status != StagingStatus.READY:
@@ -154,11 +154,11 @@ def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: Dock
     now = utcnow()
     idle_clock = {} if server.pooled else {"last_activity": now, "cull_at": _cull_at(server,
                                                                                       store, now)}
-    ready = store.mark_ready(server, url=server_url(settings, server_id), target=target,
+    ready = store.servers.mark_ready(server, url=server_url(settings, server_id), target=target,
                              ready_at=now, **idle_clock)
     if ready is not None:
         return ready
-    current = store.get_server(server_id)
+    current = store.servers.get(server_id)
     if current is None or current.status != ServerStatus.READY:
         # Stopped while starting: what this run made must not outlive the server.
         _remove_everything(server_id, runtime=runtime, proxy=proxy)
@@ -166,7 +166,7 @@ def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: Dock
 
 
 def _cull_at(server: Server, store: RedisStore, now):
-    staging = store.get_staging(server.staging)
+    staging = store.stagings.get(server.staging)
     timeout = min(staging.cull_timeout, staging.max_age) if staging else 600
     return now + timedelta(seconds=timeout)
 
@@ -179,12 +179,12 @@ def _fail_launch(server_id: str, error: Exception, *, store: RedisStore,
         _remove_everything(server_id, runtime=runtime, proxy=proxy)
     except Exception as cleanup_error:  # reconcile removes what is left
         log.warning("cleanup after failed launch of %s failed: %s", server_id, cleanup_error)
-    failed = store.transition_server(server_id, [ServerStatus.PENDING, ServerStatus.STARTING],
+    failed = store.servers.transition(server_id, [ServerStatus.PENDING, ServerStatus.STARTING],
                                      status=ServerStatus.FAILED, error=reason,
                                      stopped_at=utcnow())
     if failed is not None and failed.pooled:
-        store.count_pool_failure(failed.staging, FAILURE_WINDOW)
-    return store.get_server(server_id)
+        store.pools.count_failure(failed.staging, FAILURE_WINDOW)
+    return store.servers.get(server_id)
 
 
 def stop_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime,
@@ -194,17 +194,17 @@ def stop_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime,
     Raises DependencyDown if Docker or the proxy is unreachable, so the task is retried;
     the server stays `stopping` until it succeeds.
     """
-    server = store.get_server(server_id)
+    server = store.servers.get(server_id)
     if server is None or server.status == ServerStatus.STOPPED:
         return server
     if server.status != ServerStatus.STOPPING:
-        server = store.transition_server(server_id, [*ACTIVE_SERVER_STATUSES,
+        server = store.servers.transition(server_id, [*ACTIVE_SERVER_STATUSES,
                                                      ServerStatus.FAILED],
                                          status=ServerStatus.STOPPING) or server
     _remove_everything(server_id, runtime=runtime, proxy=proxy)
-    stopped = store.transition_server(server_id, [ServerStatus.STOPPING],
+    stopped = store.servers.transition(server_id, [ServerStatus.STOPPING],
                                       status=ServerStatus.STOPPED, stopped_at=utcnow())
-    return stopped or store.get_server(server_id)
+    return stopped or store.servers.get(server_id)
 
 
 def _remove_everything(server_id: str, *, runtime: DockerRuntime, proxy: Proxy) -> None:

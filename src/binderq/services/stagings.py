@@ -44,7 +44,7 @@ def staging_from_fields(name: str, fields: dict[str, Any]) -> Staging:
 def with_build_image(fields: dict[str, Any], *, store: RedisStore) -> dict[str, Any]:
     """Staging fields naming a build (`build`) as fields naming its image and source."""
     build_id = fields["build"]
-    build = store.get_build(build_id)
+    build = store.builds.get(build_id)
     if build is None:
         raise InvalidInput("Staging", errors=[FieldError("build", "invalid",
                                                          f"no build {build_id!r}")])
@@ -64,17 +64,17 @@ def put_staging(name: str, fields: dict[str, Any], *, store: RedisStore,
     A PUT that changes nothing answers the stored staging and stages nothing again.
     """
     wanted = staging_from_fields(name, fields)
-    existing = store.get_staging(name)
+    existing = store.stagings.get(name)
     if existing and existing.template() == wanted.template() \
             and existing.status != StagingStatus.FAILED:
         return StagingChange(existing, "unchanged")
-    wanted.version = store.next_staging_version(name)
+    wanted.version = store.stagings.next_version(name)
     wanted.status = StagingStatus.STAGING
     if existing:
         wanted.created_at = existing.created_at
-    store.save_staging(wanted)
+    store.stagings.save(wanted)
     task_id = queue.enqueue(STAGE_TASK, name, wanted.version)
-    if existing and store.pool_counters(name) is not None:
+    if existing and store.pools.counters(name) is not None:
         # Roll the pool over: its servers are of the old version now, and the claim already
         # refuses them; upkeep retires them and starts new ones once this version is ready.
         queue.enqueue(REPLENISH_TASK, name)
@@ -82,7 +82,7 @@ def put_staging(name: str, fields: dict[str, Any], *, store: RedisStore,
 
 
 def get_staging(name: str, *, store: RedisStore) -> Staging:
-    staging = store.get_staging(name)
+    staging = store.stagings.get(name)
     if staging is None:
         raise NotFound("Staging", name)
     return staging
@@ -91,27 +91,27 @@ def get_staging(name: str, *, store: RedisStore) -> Staging:
 def stage(name: str, version: int, *, store: RedisStore, runtime: DockerRuntime,
           queue: TaskQueue | None = None) -> Staging | None:
     """Worker side: check that the staging's images are on the engine, then mark it."""
-    staging = store.get_staging(name)
+    staging = store.stagings.get(name)
     if staging is None or staging.version != version:
         return None  # deleted or replaced since; the newer PUT has its own task
     try:
         missing = _missing_images(staging, runtime)
     except DependencyDown as error:
-        store.finish_staging(name, version, status=str(StagingStatus.FAILED), error=str(error),
+        store.stagings.finish(name, version, status=str(StagingStatus.FAILED), error=str(error),
                              updated_at=_now())
         raise
     if missing:
         error = (f"image {missing[0]!r} is not on the Docker engine; build it or load it "
                  "(docker build / docker load) and PUT the staging again")
-        store.finish_staging(name, version, status=str(StagingStatus.FAILED), error=error,
+        store.stagings.finish(name, version, status=str(StagingStatus.FAILED), error=error,
                              updated_at=_now())
     else:
         image = runtime.image(staging.image or "")
-        store.finish_staging(name, version, status=str(StagingStatus.READY), error=None,
+        store.stagings.finish(name, version, status=str(StagingStatus.READY), error=None,
                              image_id=image.id if image else None, updated_at=_now())
-        if queue is not None and store.pool_counters(name) is not None:
+        if queue is not None and store.pools.counters(name) is not None:
             queue.enqueue(REPLENISH_TASK, name)  # fill the pool with this version
-    return store.get_staging(name)
+    return store.stagings.get(name)
 
 
 def _missing_images(staging: Staging, runtime: DockerRuntime) -> list[str]:

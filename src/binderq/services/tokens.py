@@ -21,11 +21,11 @@ def issue_token(scopes: list[str], note: str, *, store: RedisStore) -> dict[str,
     digest = hash_token(token)
     record = {"id": digest[:TOKEN_ID_LENGTH], "scopes": sorted(set(scopes)), "note": note,
               "created_at": isoformat(utcnow())}
-    store.save_user_token(digest, record)
+    store.tokens.save(digest, record)
     return {**record, "token": token}
 
 
 def revoke_token(token_id: str, *, store: RedisStore) -> None:
     # The id becomes a key pattern: only hex digits, so no glob can match another token.
-    if not _TOKEN_ID.match(token_id) or not store.delete_user_token(token_id):
+    if not _TOKEN_ID.match(token_id) or not store.tokens.delete(token_id):
         raise NotFound("Token", token_id)

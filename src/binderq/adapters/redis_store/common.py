@@ -1,0 +1,93 @@
+"""What every Redis store shares: key templates, the encoding of record fields, and turning
+Redis' connection errors into DependencyDown.
+
+Each record is a hash whose fields are JSON-encoded values, so Lua scripts can compare and
+set single fields (status, version) atomically without decoding the rest.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+
+from binderq.domain.errors import DependencyDown
+from binderq.domain.models import jsonable
+
+T = TypeVar("T")
+
+
+class Keys:
+    """Every key binderq writes; scripts that touch several kinds of record use these too."""
+
+    STAGING = "binderq:staging:{name}"
+    STAGINGS = "binderq:stagings"
+    STAGING_VERSION = "binderq:staging-version:{name}"
+    SERVER = "binderq:server:{id}"
+    SERVERS = "binderq:servers"
+    ACTIVE_SERVERS = "binderq:servers:active"
+    POOLS = "binderq:pools"
+    POOL = "binderq:pool:{staging}"
+    POOL_READY = "binderq:pool:{staging}:ready"
+    POOL_DIRTY = "binderq:pool:{staging}:dirty"
+    POOL_QUEUED = "binderq:pool:{staging}:replenish-queued"
+    POOL_FAILURES = "binderq:pool:{staging}:failures"
+    BUILD = "binderq:build:{id}"
+    BUILDS = "binderq:builds"
+    BUILD_KEY = "binderq:build-key:{key}"
+    BUILDS_IN_PROGRESS = "binderq:builds:in-progress"
+    BUILD_LOG = "binderq:build:{id}:log"
+    BUILD_STAGINGS = "binderq:build:{id}:stagings"
+    LOCK = "binderq:lock:{name}"
+    TASK = "binderq:task:{id}"
+    USER_TOKEN = "binderq:user-token:{hash}"
+
+
+# Delete a key only if it still holds this value (a lock's holder, a build key's owner).
+RELEASE_IF_HELD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def encode(record: dict[str, Any]) -> list[str]:
+    """[field, json value, ...] for HSET, with times and statuses made JSON-ready."""
+    flat: list[str] = []
+    for key, value in record.items():
+        flat += [key, json.dumps(jsonable(value))]
+    return flat
+
+
+def pairs(record: dict[str, Any]) -> dict[str, str]:
+    flat = encode(record)
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def decode(raw: dict[bytes | str, bytes | str]) -> dict[str, Any]:
+    return {text(key): json.loads(value) for key, value in raw.items()}
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _redis_errors_as_ours(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            raise DependencyDown("Redis", str(error)) from error
+
+    return wrapper
+
+
+def speaks_to_redis(cls: type[T]) -> type[T]:
+    """Turn every Redis connection error of the class's public methods into DependencyDown."""
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_"):
+            setattr(cls, name, _redis_errors_as_ours(member))
+    return cls

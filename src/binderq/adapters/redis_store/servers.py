@@ -1,0 +1,139 @@
+"""Server records in Redis: capacity taken with the write, and every status change checked
+against the status it leaves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from binderq.adapters.redis_store.common import (
+    Keys,
+    decode,
+    encode,
+    pairs,
+    speaks_to_redis,
+    text,
+)
+from binderq.domain.errors import CapacityExceeded
+from binderq.domain.models import Server, ServerStatus, server_from_dict, to_dict, utcnow
+
+# Reserve a place for a new server: refuse past capacity, else write it and count it active.
+_RESERVE_SERVER = """
+local used = redis.call('SCARD', KEYS[2])
+if used >= tonumber(ARGV[1]) then return {0, used} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[2])
+return {1, used + 1}
+"""
+
+# Move a server between statuses only from an allowed one; a terminal status frees its place.
+_TRANSITION_SERVER = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {-1, ''} end
+local allowed = cjson.decode(ARGV[1])
+local ok = false
+for _, status in ipairs(allowed) do
+  if status == current then ok = true end
+end
+if not ok then return {0, current} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+if ARGV[2] == '1' then
+  redis.call('SREM', KEYS[2], ARGV[4])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+end
+return {1, current}
+"""
+
+# Mark a starting server ready and, for a pooled one, put it in its pool's ready list.
+_READY = """
+if redis.call('HGET', KEYS[1], 'status') ~= '"starting"' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[2] == '1' then redis.call('RPUSH', KEYS[2], ARGV[1]) end
+return 1
+"""
+
+
+@speaks_to_redis
+class ServerStore:
+    """Servers, by id, and the set of active ones that capacity counts."""
+
+    def __init__(self, client: redis.Redis, *, record_ttl: int) -> None:
+        self.redis = client
+        self.record_ttl = record_ttl
+        self._reserve = client.register_script(_RESERVE_SERVER)
+        self._transition = client.register_script(_TRANSITION_SERVER)
+        self._ready = client.register_script(_READY)
+
+    def reserve(self, server: Server, max_servers: int) -> None:
+        """Write a new server if fewer than max_servers are active; else CapacityExceeded."""
+        keys = [Keys.SERVER.format(id=server.id), Keys.ACTIVE_SERVERS, Keys.SERVERS]
+        args = [max_servers, server.id, *encode(to_dict(server))]
+        written, used = self._reserve(keys=keys, args=args)
+        if not written:
+            raise CapacityExceeded(limit=max_servers, used=int(used))
+
+    def adopt(self, server: Server) -> None:
+        """Write a server rebuilt from its container; capacity does not apply: it runs."""
+        with self.redis.pipeline() as pipe:
+            pipe.hset(Keys.SERVER.format(id=server.id), mapping=pairs(to_dict(server)))
+            pipe.sadd(Keys.ACTIVE_SERVERS, server.id)
+            pipe.sadd(Keys.SERVERS, server.id)
+            pipe.execute()
+
+    def get(self, server_id: str) -> Server | None:
+        raw = self.redis.hgetall(Keys.SERVER.format(id=server_id))
+        return server_from_dict(decode(raw)) if raw else None
+
+    def transition(
+        self, server_id: str, allowed: Iterable[ServerStatus], **changes: Any
+    ) -> Server | None:
+        """Apply changes if the server's status is one of allowed; None if it is not.
+
+        A change to a terminal status frees the server's place and lets the record expire.
+        Returns None as well when the server is unknown.
+        """
+        status = changes.get("status")
+        terminal = status is not None and ServerStatus(status).is_terminal
+        if status is not None:
+            changes = {"status_changed_at": utcnow(), **changes}
+        args = [
+            json.dumps([json.dumps(str(s)) for s in allowed]),
+            "1" if terminal else "0",
+            self.record_ttl,
+            server_id,
+            *encode(changes),
+        ]
+        keys = [Keys.SERVER.format(id=server_id), Keys.ACTIVE_SERVERS]
+        applied, _ = self._transition(keys=keys, args=args)
+        return self.get(server_id) if applied == 1 else None
+
+    def mark_ready(self, server: Server, **changes: Any) -> Server | None:
+        """starting -> ready; a pooled, unclaimed server also joins its pool's ready list."""
+        to_pool = server.pooled and server.claimed_at is None
+        keys = [Keys.SERVER.format(id=server.id), Keys.POOL_READY.format(staging=server.staging)]
+        changes = {"status": "ready", "status_changed_at": utcnow(), **changes}
+        args = [server.id, "1" if to_pool else "0", *encode(changes)]
+        return self.get(server.id) if self._ready(keys=keys, args=args) else None
+
+    def list(self) -> list[Server]:
+        """Every server Redis still remembers, newest first; forgets ids whose record expired."""
+        ids = [text(server_id) for server_id in self.redis.smembers(Keys.SERVERS)]
+        servers, expired = [], []
+        for server_id in ids:
+            server = self.get(server_id)
+            (servers.append(server) if server else expired.append(server_id))
+        if expired:
+            self.redis.srem(Keys.SERVERS, *expired)
+        return sorted(servers, key=lambda server: server.created_at, reverse=True)
+
+    def active_count(self) -> int:
+        return int(self.redis.scard(Keys.ACTIVE_SERVERS))
+
+    def active(self) -> list[Server]:
+        ids = [text(server_id) for server_id in self.redis.smembers(Keys.ACTIVE_SERVERS)]
+        servers = (self.get(server_id) for server_id in ids)
+        return [server for server in servers if server is not None]
