@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, jsonify, request, stream_with_context
+from flask import Response, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from binderq.adapters.git_source import RepositoryError
-from binderq.api.auth import require_scope
 from binderq.api.context import context
 from binderq.api.stagings import NAME, StagingFieldsSchema, StrictSchema
+from binderq.api.streams import KEEPALIVE, event_stream, sse
+from binderq.domain.access import require_scope
 from binderq.domain.builds import BuildStatus, build_to_dict
 from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.repos import MAX_REF_LENGTH, MAX_REPO_LENGTH
@@ -133,23 +133,17 @@ class BuildLogs(MethodView):
         require_scope(ctx.caller(), "build")
         if request.accept_mimetypes.best == "text/event-stream":
             builds.get_build(build_id, store=ctx.store)
-            return Response(stream_with_context(_events(ctx.store, build_id)),
-                            mimetype="text/event-stream", headers=STREAM_HEADERS)
+            return event_stream(_events(ctx.store, build_id))
         return Response(builds.build_log_text(build_id, store=ctx.store),
                         mimetype="text/plain")
-
-
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _events(store, build_id: str) -> Iterator[str]:
     """Server-sent events of a build's log until it is final, then `done` with the Build."""
     for entries in builds.follow_build(build_id, store=store):
         for _, entry in entries:
-            kind = "phase" if "phase" in entry else "log"
-            yield f"event: {kind}\ndata: {json.dumps(entry)}\n\n"
+            yield sse(entry, event="phase" if "phase" in entry else "log")
         if not entries:  # a quiet while: keep proxies from closing the stream
-            yield ": keepalive\n\n"
+            yield KEEPALIVE
     build = store.builds.get(build_id)
-    body = build_body(build) if build else {"id": build_id}
-    yield f"event: done\ndata: {json.dumps(body)}\n\n"
+    yield sse(build_body(build) if build else {"id": build_id}, event="done")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
 
 from binderq.adapters.redis_store import RedisStore
-from binderq.api.auth import Caller, identify
-from binderq.domain.models import Staging
-from binderq.services.stagings import get_staging
+from binderq.api.auth import identify
+from binderq.domain.access import Caller
+from binderq.services import deploy
+from binderq.services.deploy import StagingCache
+from binderq.services.servers import Launch
 from binderq.settings import Settings
 
 EXTENSION = "binderq"
@@ -29,25 +30,11 @@ class ApiContext:
     def caller(self) -> Caller:
         return identify(self.settings, self.store)
 
-
-class StagingCache:
-    """Stagings as this process last read them, for the pooled launch's hot path only.
-
-    Safe because the claim refuses a stale copy (the pool claim checks the version in
-    Redis), and then the copy is read afresh.
-    """
-
-    def __init__(self) -> None:
-        self._stagings: dict[str, Staging] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str, store: RedisStore, *, fresh: bool = False) -> Staging:
-        staging = None if fresh else self._stagings.get(name)
-        if staging is None:
-            staging = get_staging(name, store=store)
-            with self._lock:
-                self._stagings[name] = staging
-        return staging
+    def launch(self, staging: str, *, cold: bool = True) -> Launch:
+        """Launch a server of staging for this request's caller: every door's one call."""
+        return deploy.launch(staging, caller=self.caller(), store=self.store,
+                             queue=self.queue, settings=self.settings, stagings=self.stagings,
+                             cold=cold)
 
 
 def context() -> ApiContext:

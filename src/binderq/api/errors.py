@@ -19,6 +19,7 @@ from binderq.domain.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    PoolEmpty,
     StaleStaging,
     TooManyBuilds,
     Unauthorized,
@@ -33,6 +34,7 @@ STATUS_OF = {
     Conflict: 409,
     CapacityExceeded: 429,
     TooManyBuilds: 429,
+    PoolEmpty: 429,
     DependencyDown: 503,
     Unauthorized: 401,
     Forbidden: 403,
@@ -80,7 +82,7 @@ def handle_binderq_error(error: BinderqError) -> ResponseReturnValue:
         errors = [{"resource": error.resource, "code": error.code}]
     response = jsonify(error_body(str(error), errors))
     response.status_code = status
-    if isinstance(error, (CapacityExceeded, TooManyBuilds)):
+    if isinstance(error, (CapacityExceeded, TooManyBuilds, PoolEmpty)):
         response.headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthorized):
         response.headers["WWW-Authenticate"] = 'token realm="binderq"'

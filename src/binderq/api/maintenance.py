@@ -7,9 +7,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from binderq.api.auth import require_operator
 from binderq.api.context import context
 from binderq.api.stagings import StrictSchema
+from binderq.domain.access import require_operator
 
 blp = Blueprint("maintenance", __name__, url_prefix="/api",
                 description="Reconcile Redis, Docker and the proxy on demand.")

@@ -6,8 +6,8 @@ from collections import Counter
 
 from flask import Blueprint, Response
 
-from binderq.api.auth import require_operator
 from binderq.api.context import context
+from binderq.domain.access import require_operator
 from binderq.services import pools
 
 blp = Blueprint("metrics", __name__)

@@ -9,9 +9,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from binderq.api.auth import require_operator
 from binderq.api.context import context
 from binderq.api.stagings import StrictSchema, checked_name
+from binderq.domain.access import require_operator
 from binderq.services import pools
 
 blp = Blueprint("pools", __name__, url_prefix="/api/pools",

@@ -4,32 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify, url_for
+from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from binderq.api.auth import (
-    require_known_token,
-    require_operator,
-    require_operator_or_server_token,
-    require_scope,
-)
 from binderq.api.context import context
 from binderq.api.stagings import StrictSchema, checked_name
-from binderq.domain.errors import StaleStaging
-from binderq.domain.models import Server, ServerStatus, isoformat
-from binderq.services import deploy, servers
+from binderq.domain.access import require_operator, require_operator_or_server_token
+from binderq.domain.models import Server, ServerStatus, to_dict
+from binderq.services import servers
 
 blp = Blueprint("servers", __name__, url_prefix="/api",
                 description="Deploy: servers started from stagings, behind the proxy.")
 
-SERVER_FIELDS = ("id", "staging", "status", "url", "pooled", "created_at", "ready_at",
-                 "last_activity", "cull_at", "error", "task_id")
-_TIME_FIELDS = {"created_at", "ready_at", "last_activity", "cull_at"}
-
 
 class ServerSchema(Schema):
+    """The API's view of a server: the one definition of its body."""
+
     id = fields.String()
     staging = fields.String()
     status = fields.String(metadata={"enum": [str(status) for status in ServerStatus]})
@@ -49,13 +41,12 @@ class ServerListArgs(StrictSchema):
     status = fields.String(validate=validate.OneOf([str(status) for status in ServerStatus]))
 
 
-def server_body(server: Server) -> dict[str, Any]:
-    """The API's view of a server (no token; the launch answer adds it)."""
-    body = {key: getattr(server, key) for key in SERVER_FIELDS}
-    for key in _TIME_FIELDS:
-        body[key] = isoformat(body[key])
-    body["status"] = str(server.status)
-    return body
+def server_body(server: Server, token: str | None = None) -> dict[str, Any]:
+    """A server's record as the schema shows it; the token only in the launch answer."""
+    record = to_dict(server)
+    if token is not None:
+        record["token"] = token
+    return record
 
 
 @blp.route("/stagings/<path:name>/servers")
@@ -65,15 +56,10 @@ class StagingServers(MethodView):
     @blp.alt_response(429, description="At capacity; see Retry-After")
     def post(self, name: str):
         """Launch a server of a staging; poll its Location until `ready`."""
-        ctx = context()
-        launch = _launch(ctx, checked_name(name))
-        body = {**server_body(launch.server), "token": launch.token}
-        location = f"/api/servers/{launch.server.id}"
-        # Serialized here, not by the schema: this is the pooled launch's hot path.
-        response = jsonify(body)
-        response.status_code = 201 if launch.server.pooled else 202
-        response.headers["Location"] = location
-        return response
+        launch = context().launch(checked_name(name))
+        status = 201 if launch.server.pooled else 202
+        return (server_body(launch.server, launch.token), status,
+                {"Location": f"/api/servers/{launch.server.id}"})
 
 
 @blp.route("/servers")
@@ -98,36 +84,14 @@ class ServerById(MethodView):
     def get(self, server_id: str):
         """One server (operator, or the holder of its token)."""
         ctx = context()
-        require_operator_or_server_token(ctx.caller(), ctx.settings, server_id)
+        require_operator_or_server_token(ctx.caller(), ctx.settings.secret_key, server_id)
         return server_body(servers.get_server(server_id, store=ctx.store))
 
     @blp.response(202, ServerSchema)
     def delete(self, server_id: str):
         """Stop a server: `stopping`, then `stopped` (operator, or the holder of its token)."""
         ctx = context()
-        require_operator_or_server_token(ctx.caller(), ctx.settings, server_id)
+        require_operator_or_server_token(ctx.caller(), ctx.settings.secret_key, server_id)
         server = servers.request_stop(server_id, store=ctx.store, queue=ctx.queue)
         return server_body(server), 202, {"Location": url_for("servers.ServerById",
                                                                server_id=server_id)}
-
-
-def _launch(ctx: Any, name: str) -> Any:
-    """Launch from this process's copy of the staging; if it proved stale, read it again."""
-    for fresh in (False, True):
-        staging = ctx.stagings.get(name, ctx.store, fresh=fresh)
-        require_launch_right(ctx, public=staging.public)
-        try:
-            return deploy.request_launch(staging, store=ctx.store, queue=ctx.queue,
-                                         settings=ctx.settings)
-        except StaleStaging:
-            continue
-    raise StaleStaging(name)  # changed twice within one request: let the client retry
-
-
-def require_launch_right(ctx: Any, *, public: bool) -> None:
-    """Public stagings launch freely under open launch auth; else the launch scope."""
-    caller = ctx.caller()
-    if public and ctx.settings.launch_auth == "open":
-        require_known_token(caller)
-    else:
-        require_scope(caller, "launch")

@@ -18,8 +18,8 @@ from marshmallow import (
     validates_schema,
 )
 
-from binderq.api.auth import require_operator
 from binderq.api.context import context
+from binderq.domain.access import require_operator
 from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.models import to_dict
 from binderq.domain.spec import memory_bytes

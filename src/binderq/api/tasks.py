@@ -6,8 +6,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from binderq.api.auth import require_operator
 from binderq.api.context import context
+from binderq.domain.access import require_operator
 from binderq.domain.errors import NotFound
 
 blp = Blueprint("tasks", __name__, url_prefix="/api/tasks",

@@ -8,11 +8,9 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from binderq import __version__
-from binderq.api.context import context
-from binderq.api.servers import require_launch_right
-from binderq.domain.errors import NotFound
+from binderq.api.context import ApiContext, context
+from binderq.domain.errors import NotFound, PoolEmpty
 from binderq.domain.spec import server_base_url
-from binderq.services import pools
 from binderq.services.stagings import get_staging
 
 blp = Blueprint("tmpnb", __name__, url_prefix="/api",
@@ -30,11 +28,10 @@ class StatsSchema(Schema):
     container_image = fields.String()
 
 
-def default_staging():
-    ctx = context()
+def default_staging_name(ctx: ApiContext) -> str:
     if not ctx.settings.default_staging:
         raise NotFound("Staging", "(none: set BINDERQ_DEFAULT_STAGING for the tmpnb door)")
-    return get_staging(ctx.settings.default_staging, store=ctx.store)
+    return ctx.settings.default_staging
 
 
 @blp.route("/spawn/")
@@ -44,14 +41,12 @@ class Spawn(MethodView):
     def post(self):
         """A server from the default staging's pool, as tmpnb answered (no cold start)."""
         ctx = context()
-        staging = default_staging()
-        require_launch_right(ctx, public=staging.public)
-        launch = pools.claim_from_pool(staging, store=ctx.store, queue=ctx.queue,
-                                       settings=ctx.settings)
-        if launch is None:
+        try:
+            launch = ctx.launch(default_staging_name(ctx), cold=False)
+        except PoolEmpty as empty:  # tmpnb's clients read this body, not binderq's error
             response = jsonify({"status": "full"})
             response.status_code = 429
-            response.headers["Retry-After"] = "2"
+            response.headers["Retry-After"] = str(empty.retry_after)
             return response
         return {"url": f"{server_base_url(launch.server.id)}?token={launch.token}"}
 
@@ -62,7 +57,7 @@ class Stats(MethodView):
     def get(self):
         """tmpnb's stats: servers available in the pool, its capacity, the image."""
         ctx = context()
-        staging = default_staging()
+        staging = get_staging(default_staging_name(ctx), store=ctx.store)
         counters = ctx.store.pools.counters(staging.name) or {}
         return {"available": ctx.store.pools.ready_count(staging.name),
                 "capacity": counters.get("size", 0), "version": __version__,

@@ -8,9 +8,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from binderq.api.auth import SCOPES, require_operator
 from binderq.api.context import context
 from binderq.api.stagings import StrictSchema
+from binderq.domain.access import SCOPES, require_operator
 from binderq.services import tokens
 
 blp = Blueprint("tokens", __name__, url_prefix="/api/tokens",

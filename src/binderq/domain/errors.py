@@ -116,3 +116,15 @@ class StaleStaging(BinderqError):
     @property
     def message(self) -> str:  # type: ignore[override]
         return f"staging {self.name!r} changed meanwhile"
+
+
+@dataclass
+class PoolEmpty(BinderqError):
+    """A launch that may only take a pooled server found none ready (tmpnb's door)."""
+
+    staging: str
+    retry_after: int = 2
+
+    @property
+    def message(self) -> str:  # type: ignore[override]
+        return f"the pool of staging {self.staging!r} has no server ready; try again shortly"

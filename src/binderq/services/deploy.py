@@ -1,10 +1,15 @@
-"""Deploy: launch from the pool when it has a server, else cold; delete a staging with its
-pool and servers. Composes the servers and pools services."""
+"""Deploy: the one launch service behind every door (the JSON API, tmpnb's spawn,
+BinderHub's stream, and the pages to come). It decides who may launch (domain/access.py),
+launches from the pool when it has a server, else cold, and retries once when the staging
+it decided on proved stale. Also deletes a staging with its pool and servers."""
 
 from __future__ import annotations
 
+import threading
+
 from binderq.adapters.redis_store import RedisStore
-from binderq.domain.errors import Conflict
+from binderq.domain.access import Caller, require_launch_right
+from binderq.domain.errors import Conflict, PoolEmpty, StaleStaging
 from binderq.domain.models import Staging
 from binderq.domain.pools import is_pooled_unclaimed
 from binderq.services.pools import claim_from_pool, retire_unclaimed
@@ -14,9 +19,52 @@ from binderq.services.stagings import get_staging
 from binderq.settings import Settings
 
 
+class StagingCache:
+    """Stagings as this process last read them, for the pooled launch's hot path only.
+
+    Safe because the claim refuses a stale copy (the pool claim checks the version in
+    Redis), and then the copy is read afresh.
+    """
+
+    def __init__(self) -> None:
+        self._stagings: dict[str, Staging] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, store: RedisStore, *, fresh: bool = False) -> Staging:
+        staging = None if fresh else self._stagings.get(name)
+        if staging is None:
+            staging = get_staging(name, store=store)
+            with self._lock:
+                self._stagings[name] = staging
+        return staging
+
+
+def launch(name: str, *, caller: Caller, store: RedisStore, queue: TaskQueue,
+           settings: Settings, stagings: StagingCache | None = None,
+           cold: bool = True) -> Launch:
+    """Launch a server of staging `name` for caller, at any door.
+
+    From this process's copy of the staging when there is one (the pooled hot path: one
+    Redis round trip); if the claim finds the copy stale, the staging is read again, the
+    right checked again, and the launch tried once more. cold=False takes only a pooled
+    server (tmpnb's door) and raises PoolEmpty when there is none.
+    """
+    cache = stagings or StagingCache()
+    for fresh in (False, True):
+        staging = cache.get(name, store, fresh=fresh)
+        require_launch_right(caller, public=staging.public, launch_auth=settings.launch_auth)
+        try:
+            return request_launch(staging, store=store, queue=queue, settings=settings,
+                                  cold=cold)
+        except StaleStaging:
+            continue
+    raise StaleStaging(name)  # changed twice within one request: let the client retry
+
+
 def request_launch(staging: Staging | str, *, store: RedisStore, queue: TaskQueue,
-                   settings: Settings) -> Launch:
+                   settings: Settings, cold: bool = True) -> Launch:
     """A ready server from the staging's pool if it has one; else queue a cold launch.
+    The caller's right is launch()'s to check: doors call launch(), not this.
 
     staging may be a copy the caller cached: the claim refuses it if it is stale
     (StaleStaging), and the cold path reads the staging afresh.
@@ -26,6 +74,8 @@ def request_launch(staging: Staging | str, *, store: RedisStore, queue: TaskQueu
     pooled = claim_from_pool(staging, store=store, queue=queue, settings=settings)
     if pooled is not None:
         return pooled
+    if not cold:
+        raise PoolEmpty(staging.name)
     fresh = get_staging(staging.name, store=store)
     return request_cold_launch(fresh, store=store, queue=queue, settings=settings)
 

@@ -1,0 +1,87 @@
+"""Who may do what: the caller's roles and the rules every door applies. Pure: the doors
+find out who is calling (api/auth.py); these functions decide, and raise Unauthorized (no
+or bad credentials) or Forbidden (a known caller without the right)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from binderq.domain.errors import Forbidden, Unauthorized
+from binderq.domain.tokens import is_server_token
+
+SCOPES = ("launch", "build")
+LAUNCH_AUTH_OPEN = "open"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The operator, a user token with scopes, an unknown token, or anyone (no token)."""
+
+    token: str = ""
+    is_operator: bool = False
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def anonymous(self) -> bool:
+        return not self.token
+
+    @property
+    def known(self) -> bool:
+        """The operator or an issued user token (a server token opens only its server)."""
+        return self.is_operator or bool(self.scopes)
+
+    def may(self, scope: str) -> bool:
+        return self.is_operator or scope in self.scopes
+
+
+def require_operator(caller: Caller) -> None:
+    if caller.anonymous:
+        raise Unauthorized("Requires authentication: an operator token")
+    if not caller.known:
+        raise Unauthorized("Bad credentials")
+    if not caller.is_operator:
+        raise Forbidden("This call needs an operator token")
+
+
+def require_scope(caller: Caller, scope: str) -> None:
+    if caller.anonymous:
+        raise Unauthorized(f"Requires authentication: a token with the {scope!r} scope")
+    if not caller.known:
+        raise Unauthorized("Bad credentials")
+    if not caller.may(scope):
+        raise Forbidden(f"This token lacks the {scope!r} scope")
+
+
+def require_known_token(caller: Caller) -> None:
+    """A token that was presented must be valid, even where none is needed (as GitHub does)."""
+    if not caller.anonymous and not caller.known:
+        raise Unauthorized("Bad credentials")
+
+
+def require_launch_right(caller: Caller, *, public: bool, launch_auth: str) -> None:
+    """The one rule for launching, at every door: a public staging launches freely under
+    open launch auth (a token, if presented, must be valid); anything else needs the
+    launch scope."""
+    if public and launch_auth == LAUNCH_AUTH_OPEN:
+        require_known_token(caller)
+    else:
+        require_scope(caller, "launch")
+
+
+def require_build_right(caller: Caller, *, door_is_open: bool) -> None:
+    """Building needs the build scope, except where a door builds for anyone (the BinderHub
+    door under open launch auth, as mybinder does)."""
+    if door_is_open:
+        require_known_token(caller)
+    else:
+        require_scope(caller, "build")
+
+
+def require_operator_or_server_token(caller: Caller, secret_key: str, server_id: str) -> None:
+    """The operator, or whoever holds the server's own token."""
+    if caller.is_operator:
+        return
+    if caller.anonymous:
+        raise Unauthorized("Requires authentication: an operator token or the server's token")
+    if not is_server_token(secret_key, server_id, caller.token):
+        raise Unauthorized("Bad credentials")
