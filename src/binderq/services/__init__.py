@@ -1,0 +1,2 @@
+"""Use cases (build, stage, launch, pool upkeep, culling, reconcile); they take their
+adapters as arguments."""
