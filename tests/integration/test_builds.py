@@ -366,9 +366,10 @@ def _dangling(runtime) -> list[str]:
 
 
 def _no_build_containers(runtime) -> bool:
-    """No container of a build (they have no labels: they run a Dockerfile step)."""
-    return not [c for c in runtime.client.containers.list(all=True)
-                if not c.labels.get("binderq.instance")]
+    """No container of a build (they have no labels: they run a Dockerfile step). Sparse:
+    a full listing inspects each container, and fails on one removed meanwhile."""
+    return not [c for c in runtime.client.containers.list(all=True, sparse=True)
+                if not (c.attrs.get("Labels") or {}).get("binderq.instance")]
 
 
 def test_the_binderhub_door_builds_stages_and_launches_a_reachable_server(
