@@ -33,10 +33,10 @@ def build_git(settings: Settings):
     return GitSource(allow_local=settings.allow_local_repos, max_bytes=settings.max_repo_bytes)
 
 
-def build_celery(settings: Settings | None = None) -> Celery:
+def build_celery(settings: Settings) -> Celery:
     from binderq.workers.app import make_celery
 
-    return make_celery(settings or Settings.from_env())
+    return make_celery(settings)
 
 
 def create_wsgi_app(settings: Settings | None = None) -> Flask:

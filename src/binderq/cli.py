@@ -28,9 +28,16 @@ from binderq.processes import (
     wait_until,
 )
 from binderq.settings import Settings, SettingsError
+from binderq.tasks import BUILDS, LAUNCHES, MAINTENANCE
 
 API_PATHS = ("/api", "/build", "/health", "/metrics")
 WSGI_APP = "binderq.bootstrap:create_wsgi_app()"
+CELERY_APP = "binderq.workers.main"
+# The Procfile's workers, as `binderq up` runs them (tests/unit/test_procfile.py: they agree).
+WORKER_PROCESSES = {
+    "worker-launch": ("-Q", f"{LAUNCHES},{MAINTENANCE}", "--concurrency", "4", "-n", "launch@%h"),
+    "worker-build": ("-Q", BUILDS, "--concurrency", "1", "-n", "build@%h"),
+}
 DEMO_STAGING = "notebook"
 DEMO_POOL_SIZE = 2
 
@@ -179,10 +186,8 @@ class Stack:
                                         default_target=api_target,
                                         log_file=self.run_dir / "proxy.log"))
         self._spawn("web", gunicorn_command(WSGI_APP, f"127.0.0.1:{api_port}"))
-        self._spawn("worker-launch", _celery("worker", "-Q", "launches,maintenance",
-                                             "--concurrency", "4", "-n", "launch@%h"))
-        self._spawn("worker-build", _celery("worker", "-Q", "builds", "--concurrency", "1",
-                                            "-n", "build@%h"))
+        for name, options in WORKER_PROCESSES.items():
+            self._spawn(name, _celery("worker", *options))
         self._spawn("beat", _celery("beat", "-s", str(self.run_dir / "celerybeat-schedule")))
         self._route_api(api_target)
         wait_until(self._healthy, timeout=90, what="the service's /api/health")
@@ -253,7 +258,7 @@ url with ?token=<token>:
         if not self.processes:
             return
         print("binderq: stopping servers and processes ...", flush=True)
-        self._stop_processes(lambda name: name in ("beat", "worker-launch", "worker-build"))
+        self._stop_processes(lambda name: name == "beat" or name in WORKER_PROCESSES)
         self._stop_servers()
         self._stop_processes(lambda name: True)
 
@@ -305,7 +310,7 @@ def _interrupt(*_: object) -> None:
 
 
 def _celery(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "binderq.workers.main", *args,
+    return [sys.executable, "-m", "celery", "-A", CELERY_APP, *args,
             "--loglevel", "INFO"]
 
 

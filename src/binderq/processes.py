@@ -64,15 +64,19 @@ def start_redis(port: int, *, data_dir: str | None = None,
 def start_proxy(port: int, api_port: int, token: str, *, default_target: str | None = None,
                 log_file: str | os.PathLike | None = None) -> subprocess.Popen:
     """configurable-http-proxy on 127.0.0.1:port, its API on 127.0.0.1:api_port."""
-    args = [proxy_binary(), "--ip", "127.0.0.1", "--port", str(port),
-            "--api-ip", "127.0.0.1", "--api-port", str(api_port), "--log-level", "warn"]
-    if default_target:
-        args += ["--default-target", default_target]
+    args = [proxy_binary(), *proxy_options(port, api_port, default_target=default_target)]
     env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": token}
     process = _spawn(args, log_file, env=env)
     wait_until(lambda: _answers_tcp(api_port), timeout=15,
                what=f"configurable-http-proxy API on port {api_port}")
     return process
+
+
+def proxy_options(port: int, api_port: int, *, default_target: str | None = None) -> list[str]:
+    """configurable-http-proxy's options: both ports on 127.0.0.1 only (HOST.md)."""
+    options = ["--ip", "127.0.0.1", "--port", str(port), "--api-ip", "127.0.0.1",
+               "--api-port", str(api_port), "--log-level", "warn"]
+    return options + (["--default-target", default_target] if default_target else [])
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:

@@ -12,6 +12,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import DependencyDown
 from binderq.domain.tokens import new_task_id
+from binderq.tasks import HEALTH_PING
 
 # The canary must answer within the health check's budget, even when Redis is down.
 CANARY_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
@@ -53,7 +54,7 @@ class CeleryTaskQueue:
 
     def ping_worker(self, queue: str, timeout: float) -> dict[str, Any]:
         """Run the canary task on queue and return what the worker saw; raises on no answer."""
-        result = self.celery.send_task("binderq.health.ping", queue=queue, expires=timeout * 4,
+        result = self.celery.send_task(HEALTH_PING.name, queue=queue, expires=timeout * 4,
                                        retry_policy=CANARY_RETRY_POLICY)
         try:
             return result.get(timeout=timeout, disable_sync_subtasks=False)

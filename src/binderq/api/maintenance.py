@@ -10,12 +10,10 @@ from marshmallow import Schema, fields
 from binderq.api.context import context
 from binderq.api.stagings import StrictSchema
 from binderq.domain.access import require_operator
+from binderq.tasks import RECONCILE
 
 blp = Blueprint("maintenance", __name__, url_prefix="/api",
                 description="Reconcile Redis, Docker and the proxy on demand.")
-
-RECONCILE_TASK = "binderq.maintenance.reconcile"
-
 
 class ReconcileArgs(StrictSchema):
     adopt = fields.Boolean(load_default=None, allow_none=True, metadata={
@@ -36,7 +34,7 @@ class Reconcile(MethodView):
         """Queue a reconcile; poll /api/tasks/{task_id} for the repairs it made."""
         ctx = context()
         require_operator(ctx.caller())
-        task_id = ctx.queue.enqueue(RECONCILE_TASK, args["adopt"])
+        task_id = ctx.queue.enqueue(RECONCILE.name, args["adopt"])
         response = jsonify({"status": "queued", "task_id": task_id})
         response.status_code = 202
         response.headers["Location"] = f"/api/tasks/{task_id}"

@@ -30,9 +30,10 @@ from binderq.domain.models import utcnow
 from binderq.domain.spec import memory_bytes
 from binderq.domain.tokens import new_task_id
 from binderq.services.pools import check_pool_size, set_pool_size
-from binderq.services.ports import BUILD_TASK, TaskQueue
+from binderq.services.ports import TaskQueue
 from binderq.services.stagings import put_staging
 from binderq.settings import Settings
+from binderq.tasks import BUILD
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
     store.builds.append_log(build.id, phase=str(BuildStatus.QUEUED),
                            message="waiting for a builds worker")
     try:
-        queue.enqueue(BUILD_TASK, build.id, task_id=build.task_id)
+        queue.enqueue(BUILD.name, build.id, task_id=build.task_id)
     except BinderqError as error:
         _fail(store, build, f"could not queue the build: {error}", settings)
         raise

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from binderq.domain.errors import BinderqError
+from binderq.tasks import HEALTH_PING
 
 HEALTH_BUDGET = 1.8  # seconds: /api/health must answer within 2 s even when all is down
 
@@ -32,7 +33,7 @@ def health_report(*, store: Any, proxy: Any, queue: Any) -> dict[str, Any]:
     canary_answer: dict[str, Any] = {}
 
     def run_canary() -> None:
-        canary_answer.update(queue.ping_worker("launches", timeout=HEALTH_BUDGET - 0.3))
+        canary_answer.update(queue.ping_worker(HEALTH_PING.queue, timeout=HEALTH_BUDGET - 0.3))
 
     probes = {
         "redis": lambda: store.ping(),

@@ -27,9 +27,10 @@ from binderq.domain.lifecycle import (
 from binderq.domain.models import Server, ServerStatus, parse_time, utcnow
 from binderq.domain.spec import LABEL_POOLED, LABEL_STAGING, LABEL_STAGING_VERSION, server_base_url
 from binderq.services.builds import fail_build
-from binderq.services.ports import LAUNCH_TASK, STOP_TASK, TaskQueue
+from binderq.services.ports import TaskQueue
 from binderq.services.servers import server_url
 from binderq.settings import Settings
+from binderq.tasks import LAUNCH, STOP
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def cull_idle_servers(*, store: RedisStore, proxy, queue: TaskQueue,
             if store.servers.transition(cull.server_id, [ServerStatus.READY],
                                        status=ServerStatus.STOPPING, error=cull.reason):
                 log.info("server %s %s", cull.server_id, cull.reason)
-                queue.enqueue(STOP_TASK, cull.server_id)
+                queue.enqueue(STOP.name, cull.server_id)
         return culls
 
 
@@ -148,9 +149,9 @@ def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore, 
             proxy.remove_route(server_base_url(server_id))
             runtime.remove_server(server_id)
     for server_id in repairs.relaunch:
-        queue.enqueue(LAUNCH_TASK, server_id)
+        queue.enqueue(LAUNCH.name, server_id)
     for server_id in repairs.restop:
-        queue.enqueue(STOP_TASK, server_id)
+        queue.enqueue(STOP.name, server_id)
     for server_id in repairs.add_routes:
         proxy.add_route(server_base_url(server_id), servers[server_id].target, server=server_id)
     for path, why in repairs.remove_routes.items():

@@ -17,10 +17,11 @@ from binderq.domain.pools import (
     plan_pool,
 )
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
-from binderq.services.ports import LAUNCH_TASK, REPLENISH_TASK, STOP_TASK, TaskQueue
+from binderq.services.ports import TaskQueue
 from binderq.services.servers import Launch
 from binderq.services.stagings import get_staging
 from binderq.settings import Settings
+from binderq.tasks import LAUNCH, REPLENISH, STOP
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def retire_unclaimed(staging_name: str, reason: str, *, store: RedisStore,
     for server in store.servers.active():
         if server.staging == staging_name and is_pooled_unclaimed(server) \
                 and store.pools.retire(server, reason):
-            queue.enqueue(STOP_TASK, server.id)
+            queue.enqueue(STOP.name, server.id)
 
 
 def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
@@ -119,7 +120,7 @@ def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
     if claim is None:
         return None
     if claim.queue_replenish:
-        queue.enqueue(REPLENISH_TASK, staging.name)
+        queue.enqueue(REPLENISH.name, staging.name)
     return Launch(claim.server, server_token(settings.secret_key, claim.server.id))
 
 
@@ -127,7 +128,7 @@ def request_replenish(staging_name: str, *, store: RedisStore, queue: TaskQueue)
     """Queue a replenish unless one is queued already: that one has yet to observe the
     pool, so it will see this change (a running one frees the slot before it observes)."""
     if store.pools.claim_replenish_slot(staging_name, QUEUED_TTL):
-        queue.enqueue(REPLENISH_TASK, staging_name)
+        queue.enqueue(REPLENISH.name, staging_name)
 
 
 # -- worker side --------------------------------------------------------------------------
@@ -195,7 +196,7 @@ def _act(plan: PoolPlan, staging: Staging | None, servers: list[Server], *, stor
     for server_id, reason in plan.retire.items():
         if store.pools.retire(by_id[server_id], reason):
             log.info("pool %s: retiring %s (%s)", by_id[server_id].staging, server_id, reason)
-            queue.enqueue(STOP_TASK, server_id)
+            queue.enqueue(STOP.name, server_id)
     for _ in range(plan.start if staging else 0):
         if not _start_pooled_server(staging, store=store, queue=queue, settings=settings):
             break
@@ -210,5 +211,5 @@ def _start_pooled_server(staging: Staging, *, store: RedisStore, queue: TaskQueu
     except CapacityExceeded:
         log.warning("pool %s: at capacity, cannot start more servers", staging.name)
         return False
-    queue.enqueue(LAUNCH_TASK, server.id, task_id=server.task_id)
+    queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id)
     return True

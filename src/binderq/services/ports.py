@@ -1,16 +1,9 @@
-"""What the services need from the outside, as protocols, and the names of the tasks."""
+"""What the services need from the outside, as protocols."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol
-
-STAGE_TASK = "binderq.stagings.stage"
-LAUNCH_TASK = "binderq.servers.launch"
-STOP_TASK = "binderq.servers.stop"
-REPLENISH_TASK = "binderq.pools.replenish"
-UPKEEP_TASK = "binderq.pools.upkeep"
-BUILD_TASK = "binderq.builds.build"
 
 
 class TaskQueue(Protocol):

@@ -20,8 +20,9 @@ from binderq.domain.models import (
 from binderq.domain.pools import FAILURE_WINDOW
 from binderq.domain.spec import ServerSpec, server_base_url, server_spec
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
-from binderq.services.ports import LAUNCH_TASK, STOP_TASK, Proxy, ReadinessProbe, TaskQueue
+from binderq.services.ports import Proxy, ReadinessProbe, TaskQueue
 from binderq.settings import Settings
+from binderq.tasks import LAUNCH, STOP
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def request_cold_launch(staging: Staging, *, store: RedisStore, queue: TaskQueue
                     task_id=new_task_id())
     store.servers.reserve(server, settings.max_servers)
     try:
-        queue.enqueue(LAUNCH_TASK, server.id, task_id=server.task_id)
+        queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id)
     except BinderqError as error:
         store.servers.transition(server.id, [ServerStatus.PENDING], status=ServerStatus.FAILED,
                                 error=f"could not queue the launch: {error}")
@@ -81,7 +82,7 @@ def request_stop(server_id: str, *, store: RedisStore, queue: TaskQueue) -> Serv
         return server
     stoppable = [*ACTIVE_SERVER_STATUSES, ServerStatus.FAILED]
     stopping = store.servers.transition(server_id, stoppable, status=ServerStatus.STOPPING)
-    queue.enqueue(STOP_TASK, server_id)
+    queue.enqueue(STOP.name, server_id)
     return stopping or get_server(server_id, store=store)
 
 

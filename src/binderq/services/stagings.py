@@ -18,7 +18,8 @@ from binderq.domain.models import (
     StagingStatus,
     utcnow,
 )
-from binderq.services.ports import REPLENISH_TASK, STAGE_TASK, TaskQueue
+from binderq.services.ports import TaskQueue
+from binderq.tasks import REPLENISH, STAGE
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,11 @@ def put_staging(name: str, fields: dict[str, Any], *, store: RedisStore,
     if existing:
         wanted.created_at = existing.created_at
     store.stagings.save(wanted)
-    task_id = queue.enqueue(STAGE_TASK, name, wanted.version)
+    task_id = queue.enqueue(STAGE.name, name, wanted.version)
     if existing and store.pools.counters(name) is not None:
         # Roll the pool over: its servers are of the old version now, and the claim already
         # refuses them; upkeep retires them and starts new ones once this version is ready.
-        queue.enqueue(REPLENISH_TASK, name)
+        queue.enqueue(REPLENISH.name, name)
     return StagingChange(wanted, "replaced" if existing else "created", task_id)
 
 
@@ -110,7 +111,7 @@ def stage(name: str, version: int, *, store: RedisStore, runtime: DockerRuntime,
         store.stagings.finish(name, version, status=str(StagingStatus.READY), error=None,
                              image_id=image.id if image else None, updated_at=_now())
         if queue is not None and store.pools.counters(name) is not None:
-            queue.enqueue(REPLENISH_TASK, name)  # fill the pool with this version
+            queue.enqueue(REPLENISH.name, name)  # fill the pool with this version
     return store.stagings.get(name)
 
 

@@ -1,4 +1,4 @@
-"""The adapters a worker process uses, built once per process from Settings."""
+"""The adapters a worker process uses, built once per process from its app's Settings."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from binderq.adapters.redis_store import RedisStore
 from binderq.adapters.task_queue import CeleryTaskQueue
 from binderq.bootstrap import build_proxy, build_runtime, build_store
 from binderq.settings import Settings
+from binderq.workers.app import settings_of
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,11 @@ class WorkerContext:
 
 @functools.cache
 def worker_context() -> WorkerContext:
-    """Built lazily inside the worker process (after fork), from the environment."""
+    """Built lazily inside the worker process (after fork), from the Settings its Celery
+    app was made from."""
     from celery import current_app
 
-    settings = Settings.from_env()
+    settings = settings_of(current_app)
     store = build_store(settings)
     return WorkerContext(
         settings=settings,

@@ -7,13 +7,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from binderq.bootstrap import build_git
 from binderq.services import builds
-from binderq.workers.app import time_limits
+from binderq.tasks import BUILD
+from binderq.workers.app import task_options
 from binderq.workers.context import worker_context
 
-NAME = "binderq.builds.build"
 
-
-@shared_task(name=NAME, **time_limits(NAME))
+@shared_task(**task_options(BUILD))
 def build(build_id: str) -> str | None:
     """Fetch, build and (if asked) stage one build; every failure ends it `failed`."""
     context = worker_context()

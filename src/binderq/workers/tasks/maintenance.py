@@ -11,14 +11,12 @@ from binderq.domain.models import Server
 from binderq.domain.spec import server_base_url
 from binderq.domain.tokens import server_token
 from binderq.services import lifecycle
-from binderq.workers.app import time_limits
+from binderq.tasks import CULL, RECONCILE
+from binderq.workers.app import task_options
 from binderq.workers.context import worker_context
 
-CULL = "binderq.maintenance.cull"
-RECONCILE = "binderq.maintenance.reconcile"
 
-
-@shared_task(name=CULL, **time_limits(CULL))
+@shared_task(**task_options(CULL))
 def cull() -> list[str]:
     """Stop servers idle past their cull_timeout or older than their max_age."""
     context = worker_context()
@@ -27,7 +25,7 @@ def cull() -> list[str]:
     return [cull.server_id for cull in culls]
 
 
-@shared_task(name=RECONCILE, **time_limits(RECONCILE))
+@shared_task(**task_options(RECONCILE))
 def reconcile(adopt: bool | None = None) -> dict | None:
     """Repair what crashes and restarts left behind in Redis, Docker and the proxy."""
     context = worker_context()

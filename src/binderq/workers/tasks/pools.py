@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from binderq.domain.errors import DependencyDown
 from binderq.services import pools
-from binderq.workers.app import time_limits
+from binderq.tasks import REPLENISH, UPKEEP
+from binderq.workers.app import task_options
 from binderq.workers.context import worker_context
 
-REPLENISH = "binderq.pools.replenish"
-UPKEEP = "binderq.pools.upkeep"
 
-
-@shared_task(name=REPLENISH, **time_limits(REPLENISH),
-             autoretry_for=(DependencyDown,), retry_backoff=2, retry_backoff_max=30,
-             max_retries=5)
+@shared_task(**task_options(REPLENISH))
 def replenish(staging: str) -> dict | None:
     """Bring one staging's pool to its size: retire dead, old or stale servers, start new."""
     context = worker_context()
@@ -24,7 +19,7 @@ def replenish(staging: str) -> dict | None:
     return {"start": plan.start, "retire": plan.retire} if plan else None
 
 
-@shared_task(name=UPKEEP, **time_limits(UPKEEP))
+@shared_task(**task_options(UPKEEP))
 def upkeep() -> dict:
     """Every pool's upkeep; celery beat runs this every few seconds."""
     context = worker_context()

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from binderq.domain.errors import DependencyDown
 from binderq.services import servers
-from binderq.workers.app import time_limits
+from binderq.tasks import LAUNCH, STOP
+from binderq.workers.app import task_options
 from binderq.workers.context import worker_context
 
-LAUNCH = "binderq.servers.launch"
-STOP = "binderq.servers.stop"
 
-
-@shared_task(name=LAUNCH, **time_limits(LAUNCH))
+@shared_task(**task_options(LAUNCH))
 def launch(server_id: str) -> str | None:
     """Start a pending server; every failure ends it `failed` with a reason, not a retry."""
     context = worker_context()
@@ -23,8 +20,7 @@ def launch(server_id: str) -> str | None:
     return str(server.status) if server else None
 
 
-@shared_task(name=STOP, **time_limits(STOP), autoretry_for=(DependencyDown,),
-             retry_backoff=2, retry_backoff_max=60, max_retries=20)
+@shared_task(**task_options(STOP))
 def stop(server_id: str) -> str | None:
     """Remove a server's route, containers and network; retried while Docker is down."""
     context = worker_context()

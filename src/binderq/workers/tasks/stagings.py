@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from binderq.domain.errors import DependencyDown
 from binderq.services import stagings
-from binderq.workers.app import time_limits
+from binderq.tasks import STAGE
+from binderq.workers.app import task_options
 from binderq.workers.context import worker_context
 
-NAME = "binderq.stagings.stage"
 
-
-@shared_task(name=NAME, **time_limits(NAME), autoretry_for=(DependencyDown,),
-             retry_backoff=2, retry_backoff_max=30, max_retries=5)
+@shared_task(**task_options(STAGE))
 def stage(name: str, version: int) -> str | None:
     """Check a staging's images on the engine and mark it ready or failed."""
     context = worker_context()
