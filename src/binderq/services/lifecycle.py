@@ -27,7 +27,7 @@ from binderq.domain.lifecycle import (
 from binderq.domain.models import Server, ServerStatus, parse_time, utcnow
 from binderq.domain.spec import LABEL_POOLED, LABEL_STAGING, LABEL_STAGING_VERSION, server_base_url
 from binderq.services.builds import fail_build
-from binderq.services.ports import LAUNCH_TASK, STOP_TASK, TaskQueue
+from binderq.services.ports import LAUNCH_TASK, STOP_TASK, Proxy, Runtime, TaskQueue
 from binderq.services.servers import server_url
 from binderq.settings import Settings
 
@@ -52,7 +52,7 @@ def exclusive(store: RedisStore, name: str) -> Iterator[bool]:
 # -- culling ------------------------------------------------------------------------------
 
 
-def cull_idle_servers(*, store: RedisStore, proxy, queue: TaskQueue,
+def cull_idle_servers(*, store: RedisStore, proxy: Proxy, queue: TaskQueue,
                       activity_of: Callable[[Server], datetime | None]) -> list[Cull]:
     """Stop in-use servers idle past their staging's cull_timeout, or older than max_age.
 
@@ -78,7 +78,7 @@ def cull_idle_servers(*, store: RedisStore, proxy, queue: TaskQueue,
         return culls
 
 
-def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy,
+def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy: Proxy,
                       activity_of: Callable[[Server], datetime | None],
                       limits: dict[str, tuple[int, int]]) -> list[Server]:
     routes = _routes_or_none(proxy) or {}
@@ -96,7 +96,7 @@ def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy,
     return refreshed
 
 
-def _routes_or_none(proxy) -> dict | None:
+def _routes_or_none(proxy: Proxy) -> dict | None:
     try:
         return proxy.routes()
     except DependencyDown as error:
@@ -107,8 +107,8 @@ def _routes_or_none(proxy) -> dict | None:
 # -- reconcile ----------------------------------------------------------------------------
 
 
-def reconcile(*, store: RedisStore, runtime, proxy, queue: TaskQueue, settings: Settings,
-              adopt: bool | None = None) -> Repairs | None:
+def reconcile(*, store: RedisStore, runtime: Runtime, proxy: Proxy, queue: TaskQueue,
+              settings: Settings, adopt: bool | None = None) -> Repairs | None:
     """Observe Redis, Docker and the proxy; decide repairs in plan_reconcile; make them.
 
     adopt: take labelled containers Redis does not know as servers (after Redis was
@@ -134,8 +134,8 @@ def reconcile(*, store: RedisStore, runtime, proxy, queue: TaskQueue, settings: 
         return repairs
 
 
-def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore, runtime,
-            proxy, queue: TaskQueue, settings: Settings) -> None:
+def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore,
+            runtime: Runtime, proxy: Proxy, queue: TaskQueue, settings: Settings) -> None:
     for server_id, why in repairs.remove_containers.items():
         log.info("reconcile: removing the containers of %s: %s", server_id, why)
         runtime.remove_server(server_id)
@@ -160,7 +160,8 @@ def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore, 
         fail_build(build_id, why, store=store, settings=settings)
 
 
-def _adopt(server_id: str, *, store: RedisStore, runtime, proxy, settings: Settings) -> None:
+def _adopt(server_id: str, *, store: RedisStore, runtime: Runtime, proxy: Proxy,
+           settings: Settings) -> None:
     """A server record rebuilt from a running container's labels, routed again.
 
     A pooled one is taken as claimed: after Redis was lost nobody can tell whether it was

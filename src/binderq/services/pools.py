@@ -17,7 +17,7 @@ from binderq.domain.pools import (
     plan_pool,
 )
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
-from binderq.services.ports import LAUNCH_TASK, REPLENISH_TASK, STOP_TASK, TaskQueue
+from binderq.services.ports import LAUNCH_TASK, REPLENISH_TASK, STOP_TASK, Runtime, TaskQueue
 from binderq.services.servers import Launch
 from binderq.services.stagings import get_staging
 from binderq.settings import Settings
@@ -133,7 +133,7 @@ def request_replenish(staging_name: str, *, store: RedisStore, queue: TaskQueue)
 # -- worker side --------------------------------------------------------------------------
 
 
-def replenish_pool(staging_name: str, *, store: RedisStore, runtime, queue: TaskQueue,
+def replenish_pool(staging_name: str, *, store: RedisStore, runtime: Runtime, queue: TaskQueue,
                    settings: Settings) -> PoolPlan | None:
     """Observe the pool, its containers and the staging; decide; act. Under a lock.
 
@@ -158,14 +158,14 @@ def replenish_pool(staging_name: str, *, store: RedisStore, runtime, queue: Task
     return plan
 
 
-def upkeep_all_pools(*, store: RedisStore, runtime, queue: TaskQueue,
+def upkeep_all_pools(*, store: RedisStore, runtime: Runtime, queue: TaskQueue,
                      settings: Settings) -> dict[str, PoolPlan | None]:
     """Replenish every pool (celery beat runs this)."""
     return {name: replenish_pool(name, store=store, runtime=runtime, queue=queue,
                                  settings=settings) for name in store.pools.names()}
 
 
-def _upkeep_once(staging_name: str, *, store: RedisStore, runtime, queue: TaskQueue,
+def _upkeep_once(staging_name: str, *, store: RedisStore, runtime: Runtime, queue: TaskQueue,
                  settings: Settings) -> PoolPlan:
     staging = store.stagings.get(staging_name)
     counters = store.pools.counters(staging_name)

@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import BinderqError, Conflict, LaunchFailed, NotFound
 from binderq.domain.models import (
@@ -20,7 +19,14 @@ from binderq.domain.models import (
 from binderq.domain.pools import FAILURE_WINDOW
 from binderq.domain.spec import ServerSpec, server_base_url, server_spec
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
-from binderq.services.ports import LAUNCH_TASK, STOP_TASK, Proxy, ReadinessProbe, TaskQueue
+from binderq.services.ports import (
+    LAUNCH_TASK,
+    STOP_TASK,
+    Proxy,
+    ReadinessProbe,
+    Runtime,
+    TaskQueue,
+)
 from binderq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,7 +94,7 @@ def request_stop(server_id: str, *, store: RedisStore, queue: TaskQueue) -> Serv
 # -- worker side: containers, readiness, route --------------------------------------------
 
 
-def launch_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime, proxy: Proxy,
+def launch_server(server_id: str, *, store: RedisStore, runtime: Runtime, proxy: Proxy,
                   probe: ReadinessProbe, settings: Settings) -> Server | None:
     """Start a pending server's containers, wait until its notebook answers, route it.
 
@@ -117,7 +123,7 @@ def launch_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime, 
                        settings=settings)
 
 
-def _start_containers(server: Server, *, store: RedisStore, runtime: DockerRuntime,
+def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
                       probe: ReadinessProbe, settings: Settings) -> tuple[ServerSpec, str]:
     staging = store.stagings.get(server.staging)
     if staging is None:
@@ -147,7 +153,7 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: DockerRunti
     return spec, target
 
 
-def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: DockerRuntime,
+def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: Runtime,
                 proxy: Proxy, settings: Settings) -> Server | None:
     """starting -> ready. A pooled server joins its pool; a cold one's idle clock starts."""
     server_id = server.id
@@ -172,7 +178,7 @@ def _cull_at(server: Server, store: RedisStore, now):
 
 
 def _fail_launch(server_id: str, error: Exception, *, store: RedisStore,
-                 runtime: DockerRuntime, proxy: Proxy) -> Server | None:
+                 runtime: Runtime, proxy: Proxy) -> Server | None:
     reason = str(error) if isinstance(error, BinderqError) else f"unexpected error: {error!r}"
     log.warning("launch of server %s failed: %s", server_id, reason)
     try:
@@ -187,7 +193,7 @@ def _fail_launch(server_id: str, error: Exception, *, store: RedisStore,
     return store.servers.get(server_id)
 
 
-def stop_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime,
+def stop_server(server_id: str, *, store: RedisStore, runtime: Runtime,
                 proxy: Proxy) -> Server | None:
     """Worker side: remove the route, the containers and the network, then mark stopped.
 
@@ -207,7 +213,7 @@ def stop_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime,
     return stopped or store.servers.get(server_id)
 
 
-def _remove_everything(server_id: str, *, runtime: DockerRuntime, proxy: Proxy) -> None:
+def _remove_everything(server_id: str, *, runtime: Runtime, proxy: Proxy) -> None:
     """Remove the route and the containers; try both, then raise the first failure."""
     failures = []
     for remove in (lambda: proxy.remove_route(server_base_url(server_id)),
