@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from binderq.domain.models import Server, ServerStatus
+from binderq.domain.models import Server, ServerStatus, Staging
 
 ROUTE_PREFIX = "/user/"
-# (cull_timeout, max_age) for a server whose staging was deleted: the staging defaults.
-DEFAULT_LIMITS = (600, 21600)
+
+
+class CullLimits(NamedTuple):
+    """A staging's culling limits, in seconds; by default the Staging defaults."""
+
+    cull_timeout: int = Staging.cull_timeout  # a dataclass keeps its defaults on the class
+    max_age: int = Staging.max_age
+
+
+def cull_limits(staging: Staging | None) -> CullLimits:
+    """The staging's limits; the defaults for a server whose staging was deleted."""
+    return CullLimits(staging.cull_timeout, staging.max_age) if staging else CullLimits()
 
 
 def in_use(server: Server) -> bool:
@@ -35,28 +46,34 @@ def latest_activity(server: Server, *seen: datetime | None) -> datetime:
     return max([handed_out_at(server), *moments])
 
 
-def cull_at(server: Server, last_activity: datetime, *, cull_timeout: int,
-            max_age: int) -> datetime:
-    return min(last_activity + timedelta(seconds=cull_timeout),
-               handed_out_at(server) + timedelta(seconds=max_age))
+def cull_deadline(*, handed_out: datetime, last_activity: datetime,
+                  limits: CullLimits) -> datetime:
+    """When an in-use server is culled: cull_timeout after its last activity, or max_age
+    after it was handed out, whichever comes first."""
+    return min(last_activity + timedelta(seconds=limits.cull_timeout),
+               handed_out + timedelta(seconds=limits.max_age))
 
 
 def plan_culls(servers: list[Server], *, now: datetime,
-               limits: dict[str, tuple[int, int]]) -> list[Cull]:
-    """In-use servers idle past cull_timeout or older than max_age (limits: staging ->
-    (cull_timeout, max_age)); servers starting, stopping or waiting in a pool never."""
+               limits: dict[str, CullLimits]) -> list[Cull]:
+    """In-use servers past their cull_deadline (limits: by staging name); servers starting,
+    stopping or waiting in a pool never."""
     culls = []
     for server in servers:
         if not in_use(server):
             continue
-        cull_timeout, max_age = limits.get(server.staging, DEFAULT_LIMITS)
-        idle = (now - latest_activity(server)).total_seconds()
-        age = (now - handed_out_at(server)).total_seconds()
-        if age > max_age:
-            culls.append(Cull(server.id, f"culled: older than max_age ({max_age} s)"))
-        elif idle > cull_timeout:
+        staging_limits = limits.get(server.staging, CullLimits())
+        last = latest_activity(server)
+        if now <= cull_deadline(handed_out=handed_out_at(server), last_activity=last,
+                                limits=staging_limits):
+            continue
+        if now - handed_out_at(server) > timedelta(seconds=staging_limits.max_age):
+            culls.append(Cull(server.id, f"culled: older than max_age "
+                                         f"({staging_limits.max_age} s)"))
+        else:
+            idle = (now - last).total_seconds()
             culls.append(Cull(server.id, f"culled: idle for {int(idle)} s "
-                                         f"(cull_timeout {cull_timeout} s)"))
+                                         f"(cull_timeout {staging_limits.cull_timeout} s)"))
     return culls
 
 

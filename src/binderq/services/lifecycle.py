@@ -15,9 +15,12 @@ from binderq.domain.builds import lost_builds
 from binderq.domain.errors import BinderqError, DependencyDown
 from binderq.domain.lifecycle import (
     Cull,
+    CullLimits,
     ObservedContainer,
     Repairs,
-    cull_at,
+    cull_deadline,
+    cull_limits,
+    handed_out_at,
     in_use,
     latest_activity,
     plan_culls,
@@ -65,8 +68,7 @@ def cull_idle_servers(*, store: RedisStore, proxy: Proxy, queue: TaskQueue,
         if not acquired:
             return []
         servers = [server for server in store.servers.active() if in_use(server)]
-        limits = {staging.name: (staging.cull_timeout, staging.max_age)
-                  for staging in store.stagings.list()}
+        limits = {staging.name: cull_limits(staging) for staging in store.stagings.list()}
         refreshed = _refresh_activity(servers, store=store, proxy=proxy,
                                       activity_of=activity_of, limits=limits)
         culls = plan_culls(refreshed, now=utcnow(), limits=limits)
@@ -80,7 +82,7 @@ def cull_idle_servers(*, store: RedisStore, proxy: Proxy, queue: TaskQueue,
 
 def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy: Proxy,
                       activity_of: Callable[[Server], datetime | None],
-                      limits: dict[str, tuple[int, int]]) -> list[Server]:
+                      limits: dict[str, CullLimits]) -> list[Server]:
     routes = _routes_or_none(proxy) or {}
     with ThreadPoolExecutor(max_workers=ACTIVITY_PROBES) as pool:
         notebook_activity = list(pool.map(activity_of, servers))
@@ -88,10 +90,10 @@ def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy: Proxy,
     for server, seen in zip(servers, notebook_activity, strict=True):
         route = routes.get(route_path(server.id)) or {}
         last = latest_activity(server, seen, parse_time(route.get("last_activity")))
-        cull_timeout, max_age = limits.get(server.staging, (600, 21600))
+        deadline = cull_deadline(handed_out=handed_out_at(server), last_activity=last,
+                                 limits=limits.get(server.staging, CullLimits()))
         store.servers.transition(server.id, [ServerStatus.READY], last_activity=last,
-                                cull_at=cull_at(server, last, cull_timeout=cull_timeout,
-                                                max_age=max_age))
+                                cull_at=deadline)
         refreshed.append(replace(server, last_activity=last))
     return refreshed
 

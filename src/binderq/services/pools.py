@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import timedelta
 
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import CapacityExceeded, FieldError, InvalidInput, NotFound
+from binderq.domain.lifecycle import cull_deadline, cull_limits
 from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus, utcnow
 from binderq.domain.pools import (
     FAILURES_BEFORE_BACKOFF,
@@ -114,7 +114,7 @@ def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
     claim = store.pools.claim(
         staging.name, queued_ttl=QUEUED_TTL, expected_version=staging.version,
         claimed_at=now, last_activity=now,
-        cull_at=now + timedelta(seconds=min(staging.cull_timeout, staging.max_age)),
+        cull_at=cull_deadline(handed_out=now, last_activity=now, limits=cull_limits(staging)),
     )
     if claim is None:
         return None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import BinderqError, Conflict, LaunchFailed, NotFound
+from binderq.domain.lifecycle import cull_deadline, cull_limits
 from binderq.domain.models import (
     ACTIVE_SERVER_STATUSES,
     Server,
@@ -158,8 +158,11 @@ def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: Runt
     """starting -> ready. A pooled server joins its pool; a cold one's idle clock starts."""
     server_id = server.id
     now = utcnow()
-    idle_clock = {} if server.pooled else {"last_activity": now, "cull_at": _cull_at(server,
-                                                                                      store, now)}
+    idle_clock = {}
+    if not server.pooled:  # handed out now: its idle clock starts
+        limits = cull_limits(store.stagings.get(server.staging))
+        idle_clock = {"last_activity": now,
+                      "cull_at": cull_deadline(handed_out=now, last_activity=now, limits=limits)}
     ready = store.servers.mark_ready(server, url=server_url(settings, server_id), target=target,
                              ready_at=now, **idle_clock)
     if ready is not None:
@@ -169,12 +172,6 @@ def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: Runt
         # Stopped while starting: what this run made must not outlive the server.
         _remove_everything(server_id, runtime=runtime, proxy=proxy)
     return current
-
-
-def _cull_at(server: Server, store: RedisStore, now):
-    staging = store.stagings.get(server.staging)
-    timeout = min(staging.cull_timeout, staging.max_age) if staging else 600
-    return now + timedelta(seconds=timeout)
 
 
 def _fail_launch(server_id: str, error: Exception, *, store: RedisStore,
