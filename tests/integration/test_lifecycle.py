@@ -18,7 +18,7 @@ from binderq.adapters.notebook_probe import last_activity, notebook_status
 from binderq.adapters.task_queue import CeleryTaskQueue
 from binderq.bootstrap import build_celery
 from binderq.domain.models import ServerStatus
-from binderq.domain.spec import server_base_url
+from binderq.domain.spec import server_path
 from binderq.domain.tokens import server_token
 from binderq.processes import start_proxy
 from binderq.services.lifecycle import cull_idle_servers
@@ -58,7 +58,7 @@ def test_cull_versus_claim_no_active_server_is_culled_and_none_twice(http, store
 
     def activity_of(server):
         token = server_token(settings.secret_key, server.id)
-        status = notebook_status(f"{server.target}{server_base_url(server.id)}", token)
+        status = notebook_status(f"{server.target}{server_path(server.id)}", token)
         return last_activity(status) if status else None
 
     culled, done = [], threading.Event()
@@ -141,7 +141,7 @@ def test_after_redis_is_wiped_reconcile_adopt_rebuilds_the_running_servers(
     keys = list(store.redis.scan_iter("binderq:*"))
     store.redis.delete(*keys)
     for server in servers:
-        proxy.remove_route(server_base_url(server["id"]))
+        proxy.remove_route(server_path(server["id"]))
 
     done = subprocess.run([sys.executable, "-m", "binderq.cli", "reconcile", "--adopt"],
                           env=settings.to_env(), capture_output=True, text=True, timeout=60)

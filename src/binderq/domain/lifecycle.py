@@ -7,8 +7,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from binderq.domain.models import Server, ServerStatus, Staging
-
-ROUTE_PREFIX = "/user/"
+from binderq.domain.spec import server_of_route
 
 
 class CullLimits(NamedTuple):
@@ -101,10 +100,6 @@ class Repairs:
         return any(vars(self).values())
 
 
-def route_path(server_id: str) -> str:
-    return f"{ROUTE_PREFIX}{server_id}"
-
-
 def plan_reconcile(*, servers: dict[str, Server], containers: list[ObservedContainer],
                    routes: set[str], now: datetime, observed_at: datetime,
                    adopt_orphans: bool, stuck_after: float) -> Repairs:
@@ -117,6 +112,7 @@ def plan_reconcile(*, servers: dict[str, Server], containers: list[ObservedConta
     be over is run again (both are idempotent).
     """
     repairs = Repairs()
+    routed = {server_of_route(path) for path in routes}
     running_notebooks = {c.server_id for c in containers if c.role == "notebook" and c.running}
     for container in containers:
         server = servers.get(container.server_id)
@@ -132,13 +128,14 @@ def plan_reconcile(*, servers: dict[str, Server], containers: list[ObservedConta
         if changed >= observed_at:
             continue  # changed since containers and routes were observed
         _repair_server(server, repairs, running=server.id in running_notebooks,
-                       routed=route_path(server.id) in routes, now=now,
+                       routed=server.id in routed, now=now,
                        stuck_after=stuck_after)
     for path in routes:
-        if not path.startswith(ROUTE_PREFIX):
+        server_id = server_of_route(path)
+        if server_id is None:
             continue
-        server = servers.get(path.removeprefix(ROUTE_PREFIX).strip("/"))
-        if server is None and path.removeprefix(ROUTE_PREFIX) not in repairs.adopt:
+        server = servers.get(server_id)
+        if server is None and server_id not in repairs.adopt:
             repairs.remove_routes[path] = "no such server"
         elif server is not None and server.status.is_terminal:
             repairs.remove_routes[path] = f"its server is {server.status}"

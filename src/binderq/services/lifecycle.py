@@ -25,10 +25,15 @@ from binderq.domain.lifecycle import (
     latest_activity,
     plan_culls,
     plan_reconcile,
-    route_path,
 )
 from binderq.domain.models import Server, ServerStatus, parse_time, utcnow
-from binderq.domain.spec import LABEL_POOLED, LABEL_STAGING, LABEL_STAGING_VERSION, server_base_url
+from binderq.domain.spec import (
+    LABEL_POOLED,
+    LABEL_STAGING,
+    LABEL_STAGING_VERSION,
+    server_of_route,
+    server_path,
+)
 from binderq.services.builds import fail_build
 from binderq.services.ports import LAUNCH_TASK, STOP_TASK, Proxy, Runtime, TaskQueue
 from binderq.services.servers import server_url
@@ -83,12 +88,13 @@ def cull_idle_servers(*, store: RedisStore, proxy: Proxy, queue: TaskQueue,
 def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy: Proxy,
                       activity_of: Callable[[Server], datetime | None],
                       limits: dict[str, CullLimits]) -> list[Server]:
-    routes = _routes_or_none(proxy) or {}
+    routes = {server_of_route(path): route
+              for path, route in (_routes_or_none(proxy) or {}).items()}
     with ThreadPoolExecutor(max_workers=ACTIVITY_PROBES) as pool:
         notebook_activity = list(pool.map(activity_of, servers))
     refreshed = []
     for server, seen in zip(servers, notebook_activity, strict=True):
-        route = routes.get(route_path(server.id)) or {}
+        route = routes.get(server.id) or {}
         last = latest_activity(server, seen, parse_time(route.get("last_activity")))
         deadline = cull_deadline(handed_out=handed_out_at(server), last_activity=last,
                                  limits=limits.get(server.staging, CullLimits()))
@@ -147,14 +153,14 @@ def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore,
         if store.servers.transition(server_id, [ServerStatus.READY],
                                    status=ServerStatus.FAILED, error=why, stopped_at=utcnow()):
             log.info("reconcile: server %s failed: %s", server_id, why)
-            proxy.remove_route(server_base_url(server_id))
+            proxy.remove_route(server_path(server_id))
             runtime.remove_server(server_id)
     for server_id in repairs.relaunch:
         queue.enqueue(LAUNCH_TASK, server_id)
     for server_id in repairs.restop:
         queue.enqueue(STOP_TASK, server_id)
     for server_id in repairs.add_routes:
-        proxy.add_route(server_base_url(server_id), servers[server_id].target, server=server_id)
+        proxy.add_route(server_path(server_id), servers[server_id].target, server=server_id)
     for path, why in repairs.remove_routes.items():
         log.info("reconcile: removing route %s: %s", path, why)
         proxy.remove_route(path)
@@ -182,5 +188,5 @@ def _adopt(server_id: str, *, store: RedisStore, runtime: Runtime, proxy: Proxy,
                     claimed_at=now if pooled else None, ready_at=now, last_activity=now,
                     status_changed_at=now, url=server_url(settings, server_id), target=target)
     store.servers.adopt(server)
-    proxy.add_route(server_base_url(server_id), target, server=server_id)
+    proxy.add_route(server_path(server_id), target, server=server_id)
     log.info("reconcile: adopted server %s of staging %s", server_id, server.staging)

@@ -17,7 +17,7 @@ from binderq.domain.models import (
     utcnow,
 )
 from binderq.domain.pools import FAILURE_WINDOW
-from binderq.domain.spec import ServerSpec, server_base_url, server_spec
+from binderq.domain.spec import ServerSpec, server_path, server_spec
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
 from binderq.services.ports import (
     LAUNCH_TASK,
@@ -45,7 +45,7 @@ class Launch:
 
 
 def server_url(settings: Settings, server_id: str) -> str:
-    return f"{settings.public_url_base}{server_base_url(server_id)}"
+    return f"{settings.public_url_base}{server_path(server_id)}"
 
 
 # -- API side: validate, write, enqueue ---------------------------------------------------
@@ -213,7 +213,7 @@ def stop_server(server_id: str, *, store: RedisStore, runtime: Runtime,
 def _remove_everything(server_id: str, *, runtime: Runtime, proxy: Proxy) -> None:
     """Remove the route and the containers; try both, then raise the first failure."""
     failures = []
-    for remove in (lambda: proxy.remove_route(server_base_url(server_id)),
+    for remove in (lambda: proxy.remove_route(server_path(server_id)),
                    lambda: runtime.remove_server(server_id)):
         try:
             remove()
