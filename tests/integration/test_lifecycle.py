@@ -22,10 +22,7 @@ from binderq.domain.spec import server_path
 from binderq.domain.tokens import server_token
 from binderq.processes import start_proxy
 from binderq.services.lifecycle import cull_idle_servers
-from tests.integration.conftest import OPERATOR_TOKEN, wait_for
-from tests.integration.test_pools import SMALL, fill_pool, settle, stage
-
-OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
+from tests.integration.conftest import SMALL, fill_pool, settle, stage, wait_for
 
 
 def launch_ready(base, session, staging, count):
