@@ -38,6 +38,16 @@ def launch_ready(base, session, staging, count):
     return [{**server, "token": launched[i]["token"]} for i, server in enumerate(ready)]
 
 
+def keep_using(servers, *, seconds: float) -> None:
+    """Use each server every half second for seconds, as a person at work would."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for server in servers:
+            requests.get(f"{server['url']}api/contents", timeout=5,
+                         params={"token": server["token"]})
+        time.sleep(0.5)
+
+
 def answers(server) -> bool:
     try:
         return requests.get(f"{server['url']}api/status", params={"token": server["token"]},
@@ -75,12 +85,7 @@ def test_cull_versus_claim_no_active_server_is_culled_and_none_twice(http, store
     try:
         active = [launch(), launch()]
         idle = [launch(), launch()]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the active ones are used, the idle ones not
-            for server in active:
-                requests.get(f"{server['url']}api/contents", timeout=5,
-                             params={"token": server["token"]})
-            time.sleep(0.5)
+        keep_using(active, seconds=10)  # the idle ones are not used
         late = launch()  # claimed while the culler runs
     finally:
         done.set()

@@ -1,3 +1,5 @@
+"""Pure domain rules: memory sizes, commands, server specs and paths, records, tokens."""
+
 from __future__ import annotations
 
 import pytest
