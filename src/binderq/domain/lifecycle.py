@@ -62,11 +62,11 @@ def plan_culls(servers: list[Server], *, now: datetime,
         if not in_use(server):
             continue
         staging_limits = limits.get(server.staging, CullLimits())
-        last = latest_activity(server)
-        if now <= cull_deadline(handed_out=handed_out_at(server), last_activity=last,
+        handed_out, last = handed_out_at(server), latest_activity(server)
+        if now <= cull_deadline(handed_out=handed_out, last_activity=last,
                                 limits=staging_limits):
             continue
-        if now - handed_out_at(server) > timedelta(seconds=staging_limits.max_age):
+        if now - handed_out > timedelta(seconds=staging_limits.max_age):
             culls.append(Cull(server.id, f"culled: older than max_age "
                                          f"({staging_limits.max_age} s)"))
         else:

@@ -1,4 +1,5 @@
-"""What a server's containers look like, decided from its staging. Pure: no Docker here."""
+"""What a server's containers look like and the path it is reached at, decided from its
+staging and id. Pure: no Docker here."""
 
 from __future__ import annotations
 
