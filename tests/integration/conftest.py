@@ -1,6 +1,7 @@
 """Real services for integration tests: redis-server, configurable-http-proxy, dockerd, and
 real Celery workers. dockerd must be running (.ci/run starts it); the rest start here, on
-free loopback ports, and everything a test makes is removed at the end.
+free loopback ports, and everything a test makes is removed at the end. The helpers the
+integration tests share (wait_for, stage, fill_pool, make_repo ...) are here too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from binderq.adapters.redis_store import RedisStore
 from binderq.adapters.task_queue import CeleryTaskQueue
 from binderq.bootstrap import build_celery, create_wsgi_app
 from binderq.cli import WSGI_APP, gunicorn_command
+from binderq.domain.models import ServerStatus
 from binderq.processes import free_port, start_proxy, start_redis, stop_process, wait_until
 from binderq.settings import Settings
 
@@ -30,6 +32,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_IMAGE = os.environ.get("BINDERQ_NOTEBOOK_IMAGE", "binderq/notebook:bookworm")
 OPERATOR_TOKEN = "integration-operator"
+OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
+# Small limits, so that many notebooks fit on a CI machine.
+SMALL = {"memory": "192m", "cpus": 1.0, "pids": 128}
 
 
 @pytest.fixture(scope="session")
@@ -206,3 +211,75 @@ def wait_for(condition, *, timeout: float, what: str):
             return found
         time.sleep(0.1)
     raise AssertionError(f"{what} within {timeout:g} s")
+
+
+# -- helpers the tests share ---------------------------------------------------------------
+
+
+def stage(base, session, name, **fields):
+    """PUT a small staging of the notebook image through the API under gunicorn; wait for
+    it to be ready."""
+    session.put(f"{base}/api/stagings/{name}", json={
+        "image": NOTEBOOK_IMAGE, "resources": SMALL, **fields}).raise_for_status()
+    wait_for(lambda: session.get(f"{base}/api/stagings/{name}").json()["status"] == "ready",
+             timeout=30, what=f"staging {name} is ready")
+
+
+def stage_in_app(api, name, *, timeout: float = 60, **fields):
+    """PUT a staging through the app's test client; the staging once ready or failed."""
+    response = api.put(f"/api/stagings/{name}", json=fields, headers=OPERATOR)
+    assert response.status_code == 202, response.get_json()
+
+    def settled():
+        staging = api.get(f"/api/stagings/{name}", headers=OPERATOR).get_json()
+        return staging if staging["status"] != "staging" else None
+
+    return wait_for(settled, timeout=timeout, what=f"staging {name} settles")
+
+
+def fill_pool(base, session, name, size, timeout=180):
+    """Set a pool's size through the API; the pool once it has size servers ready."""
+    assert session.put(f"{base}/api/pools/{name}", json={"size": size}).status_code == 200
+    return wait_for(lambda: pool_full(session.get(f"{base}/api/pools/{name}").json(), size),
+                    timeout=timeout, what=f"pool {name} has {size} ready")
+
+
+def pool_full(pool, size):
+    """The pool if it has size servers ready and none starting, else None."""
+    return pool if pool["ready"] == size and pool["starting"] == 0 else None
+
+
+def settle(store, timeout=120):
+    """Wait until no server is pending, starting or stopping."""
+    def settled():
+        return all(s.status not in (ServerStatus.PENDING, ServerStatus.STARTING,
+                                    ServerStatus.STOPPING) for s in store.servers.list())
+    wait_for(settled, timeout=timeout, what="every server settles")
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def init_repo(path: Path) -> Path:
+    """An empty git repository at path, on branch main, with a committer set."""
+    path.mkdir()
+    git(path, "init", "--quiet", "--initial-branch", "main")
+    git(path, "config", "user.email", "t@binderq.invalid")
+    git(path, "config", "user.name", "t")
+    return path
+
+
+def make_repo(root: Path, name: str, files: dict[str, str | bytes]) -> str:
+    """A git repository with files committed on main; its file:// URL."""
+    path = init_repo(root / name)
+    for relative, text in files.items():
+        (path / relative).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            (path / relative).write_bytes(text)
+        else:
+            (path / relative).write_text(text)
+    git(path, "add", ".")
+    git(path, "commit", "--quiet", "-m", "environment")
+    return f"file://{path}"

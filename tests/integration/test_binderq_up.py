@@ -43,13 +43,7 @@ def test_binderq_up_serves_the_demo_and_ctrl_c_removes_everything(notebook_image
                               timeout=10)
         assert status.status_code == 200
         assert requests.get(f"{base}/api/health", timeout=10).json()["ok"] is True
-
-        # The proxy keeps idle sockets to the API for 5 s; if the API closed them sooner
-        # (gunicorn's default keep-alive is 2 s), requests this far apart often hit a
-        # closing socket and get a 503. tests/unit/test_settings.py guards the setting.
-        for _ in range(6):
-            time.sleep(2.0)
-            assert requests.get(f"{base}/api/openapi.json", timeout=10).status_code == 200
+        assert_answers_across_idle_sockets(base)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
@@ -65,3 +59,12 @@ def test_binderq_up_serves_the_demo_and_ctrl_c_removes_everything(notebook_image
     except requests.ConnectionError:
         still_serving = False
     assert not still_serving, "the proxy outlived binderq up"
+
+
+def assert_answers_across_idle_sockets(base: str) -> None:
+    """The proxy keeps idle sockets to the API for 5 s; if the API closed them sooner
+    (gunicorn's default keep-alive is 2 s), requests this far apart often hit a closing
+    socket and get a 503. tests/unit/test_settings.py guards the setting."""
+    for _ in range(6):
+        time.sleep(2.0)
+        assert requests.get(f"{base}/api/openapi.json", timeout=10).status_code == 200

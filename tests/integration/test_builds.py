@@ -23,32 +23,7 @@ import requests
 
 from binderq.bootstrap import create_wsgi_app
 from binderq.processes import stop_process
-from tests.integration.conftest import OPERATOR_TOKEN, wait_for
-
-OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def make_repo(root: Path, name: str, files: dict[str, str | bytes]) -> str:
-    """A git repository with files committed on main; its file:// URL."""
-    path = root / name
-    path.mkdir()
-    git(path, "init", "--quiet", "--initial-branch", "main")
-    git(path, "config", "user.email", "t@binderq.invalid")
-    git(path, "config", "user.name", "t")
-    for relative, text in files.items():
-        (path / relative).parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(text, bytes):
-            (path / relative).write_bytes(text)
-        else:
-            (path / relative).write_text(text)
-    git(path, "add", ".")
-    git(path, "commit", "--quiet", "-m", "environment")
-    return f"file://{path}"
+from tests.integration.conftest import OPERATOR, git, make_repo, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -45,8 +45,13 @@ def test_a_route_sends_traffic_to_its_target_until_removed(proxy, proxy_ports, b
     assert requests.get(public, timeout=5).status_code != 200
 
 
-def test_removing_a_route_that_is_not_there_is_fine(proxy):
+def test_removing_a_route_that_is_not_there_is_fine(proxy, backend):
+    proxy.add_route("/user/kept/", backend, server="kept")
+    before = proxy.routes()
     proxy.remove_route("/user/never-added/")
+    after = proxy.routes()
+    assert after == before
+    assert after["/user/kept"]["target"] == backend and "/user/never-added" not in after
 
 
 def test_a_wrong_token_or_a_dead_proxy_is_a_dependency_error(proxy_ports):

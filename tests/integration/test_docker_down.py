@@ -17,9 +17,7 @@ from binderq.adapters.redis_store import RedisStore
 from binderq.bootstrap import create_wsgi_app
 from binderq.domain.models import Staging, StagingStatus
 from binderq.processes import stop_process
-from tests.integration.conftest import OPERATOR_TOKEN, forget_binderq_keys, settings_env, wait_for
-
-OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
+from tests.integration.conftest import OPERATOR, forget_binderq_keys, settings_env, wait_for
 
 
 @pytest.fixture(scope="module")

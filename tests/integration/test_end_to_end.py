@@ -7,20 +7,7 @@ import time
 
 import requests
 
-from tests.integration.conftest import OPERATOR_TOKEN, wait_for
-
-OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
-
-
-def stage(api, name, **fields):
-    response = api.put(f"/api/stagings/{name}", json=fields, headers=OPERATOR)
-    assert response.status_code == 202, response.get_json()
-
-    def settled():
-        staging = api.get(f"/api/stagings/{name}", headers=OPERATOR).get_json()
-        return staging if staging["status"] != "staging" else None
-
-    return wait_for(settled, timeout=30, what=f"staging {name} settles")
+from tests.integration.conftest import OPERATOR, stage_in_app, wait_for
 
 
 def launch(api, name):
@@ -39,8 +26,8 @@ def settle(api, server_id, timeout=90):
 
 def test_a_staged_notebook_launches_answers_through_the_proxy_and_stops_clean(
         api, notebook_image, clean_runtime, proxy):
-    staging = stage(api, "e2e", image=notebook_image,
-                    resources={"memory": "256m", "cpus": 0.5, "pids": 128})
+    staging = stage_in_app(api, "e2e", image=notebook_image,
+                           resources={"memory": "256m", "cpus": 0.5, "pids": 128})
     assert staging["status"] == "ready", staging
 
     launched = launch(api, "e2e")
@@ -64,7 +51,7 @@ def test_a_staged_notebook_launches_answers_through_the_proxy_and_stops_clean(
 
 
 def test_a_staging_whose_image_is_missing_fails_and_says_so(api):
-    staging = stage(api, "ghost", image="binderq/not-built:1")
+    staging = stage_in_app(api, "ghost", image="binderq/not-built:1")
     assert staging["status"] == "failed"
     assert "binderq/not-built:1" in staging["error"]
     assert "not on the Docker engine" in staging["error"]
@@ -74,7 +61,7 @@ def test_a_staging_whose_image_is_missing_fails_and_says_so(api):
 
 def test_a_notebook_that_crashes_fails_with_its_log_and_leaves_no_container(
         api, notebook_image, clean_runtime, proxy):
-    stage(api, "crash", image=notebook_image,
+    stage_in_app(api, "crash", image=notebook_image,
           command=["python3", "-c", "import sys; print('boom: no notebook here'); sys.exit(3)"])
     launched = launch(api, "crash")
     server = settle(api, launched["id"])
@@ -87,7 +74,7 @@ def test_a_notebook_that_crashes_fails_with_its_log_and_leaves_no_container(
 
 def test_a_server_deleted_while_starting_ends_stopped_with_nothing_left(
         api, notebook_image, clean_runtime, proxy):
-    stage(api, "quick", image=notebook_image)
+    stage_in_app(api, "quick", image=notebook_image)
     launched = launch(api, "quick")
     wait_for(lambda: api.get(f"/api/servers/{launched['id']}", headers=OPERATOR)
              .get_json()["status"] == "starting", timeout=30, what="server starts")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,21 +10,13 @@ import pytest
 from binderq.adapters import git_source
 from binderq.adapters.git_source import GitSource, RepositoryError
 from binderq.domain.errors import InvalidInput
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+from tests.integration.conftest import git, init_repo
 
 
 @pytest.fixture
 def repo(tmp_path) -> Path:
     """main (two commits, tag v1 on the first), and branch other."""
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "--quiet", "--initial-branch", "main")
-    git(path, "config", "user.email", "t@binderq.invalid")
-    git(path, "config", "user.name", "t")
+    path = init_repo(tmp_path / "repo")
     (path / "requirements.txt").write_text("# none\n")
     git(path, "add", ".")
     git(path, "commit", "--quiet", "-m", "one")

@@ -18,14 +18,11 @@ from binderq.adapters.notebook_probe import last_activity, notebook_status
 from binderq.adapters.task_queue import CeleryTaskQueue
 from binderq.bootstrap import build_celery
 from binderq.domain.models import ServerStatus
-from binderq.domain.spec import server_base_url
+from binderq.domain.spec import server_path
 from binderq.domain.tokens import server_token
 from binderq.processes import start_proxy
 from binderq.services.lifecycle import cull_idle_servers
-from tests.integration.conftest import OPERATOR_TOKEN, wait_for
-from tests.integration.test_pools import SMALL, fill_pool, settle, stage
-
-OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
+from tests.integration.conftest import SMALL, fill_pool, settle, stage, wait_for
 
 
 def launch_ready(base, session, staging, count):
@@ -39,6 +36,16 @@ def launch_ready(base, session, staging, count):
 
     ready = wait_for(all_ready, timeout=120, what="servers are ready")
     return [{**server, "token": launched[i]["token"]} for i, server in enumerate(ready)]
+
+
+def keep_using(servers, *, seconds: float) -> None:
+    """Use each server every half second for seconds, as a person at work would."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for server in servers:
+            requests.get(f"{server['url']}api/contents", timeout=5,
+                         params={"token": server["token"]})
+        time.sleep(0.5)
 
 
 def answers(server) -> bool:
@@ -58,7 +65,7 @@ def test_cull_versus_claim_no_active_server_is_culled_and_none_twice(http, store
 
     def activity_of(server):
         token = server_token(settings.secret_key, server.id)
-        status = notebook_status(f"{server.target}{server_base_url(server.id)}", token)
+        status = notebook_status(f"{server.target}{server_path(server.id)}", token)
         return last_activity(status) if status else None
 
     culled, done = [], threading.Event()
@@ -78,12 +85,7 @@ def test_cull_versus_claim_no_active_server_is_culled_and_none_twice(http, store
     try:
         active = [launch(), launch()]
         idle = [launch(), launch()]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the active ones are used, the idle ones not
-            for server in active:
-                requests.get(f"{server['url']}api/contents", timeout=5,
-                             params={"token": server["token"]})
-            time.sleep(0.5)
+        keep_using(active, seconds=10)  # the idle ones are not used
         late = launch()  # claimed while the culler runs
     finally:
         done.set()
@@ -141,7 +143,7 @@ def test_after_redis_is_wiped_reconcile_adopt_rebuilds_the_running_servers(
     keys = list(store.redis.scan_iter("binderq:*"))
     store.redis.delete(*keys)
     for server in servers:
-        proxy.remove_route(server_base_url(server["id"]))
+        proxy.remove_route(server_path(server["id"]))
 
     done = subprocess.run([sys.executable, "-m", "binderq.cli", "reconcile", "--adopt"],
                           env=settings.to_env(), capture_output=True, text=True, timeout=60)

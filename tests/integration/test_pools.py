@@ -11,34 +11,16 @@ import requests
 from binderq.adapters.redis_store import Keys
 from binderq.bootstrap import build_celery
 from binderq.domain.models import ServerStatus
-from tests.integration.conftest import OPERATOR_TOKEN, wait_for
-
-OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
-SMALL = {"memory": "192m", "cpus": 1.0, "pids": 128}
-
-
-def stage(base, session, name, **fields):
-    session.put(f"{base}/api/stagings/{name}", json={
-        "image": "binderq/notebook:bookworm", "resources": SMALL, **fields}).raise_for_status()
-    wait_for(lambda: session.get(f"{base}/api/stagings/{name}").json()["status"] == "ready",
-             timeout=30, what=f"staging {name} is ready")
-
-
-def fill_pool(base, session, name, size, timeout=180):
-    assert session.put(f"{base}/api/pools/{name}", json={"size": size}).status_code == 200
-    return wait_for(lambda: _full(session.get(f"{base}/api/pools/{name}").json(), size),
-                    timeout=timeout, what=f"pool {name} has {size} ready")
-
-
-def _full(pool, size):
-    return pool if pool["ready"] == size and pool["starting"] == 0 else None
-
-
-def settle(store, timeout=120):
-    def settled():
-        return all(s.status not in (ServerStatus.PENDING, ServerStatus.STARTING,
-                                    ServerStatus.STOPPING) for s in store.servers.list())
-    wait_for(settled, timeout=timeout, what="every server settles")
+from tests.integration.conftest import (
+    NOTEBOOK_IMAGE,
+    OPERATOR,
+    SMALL,
+    fill_pool,
+    pool_full,
+    settle,
+    stage,
+    wait_for,
+)
 
 
 def test_claim_race_hands_out_each_pooled_server_once_and_accounts_for_all(
@@ -119,7 +101,7 @@ def test_a_dead_pooled_container_is_replaced_and_never_handed_out(
     def replaced():
         victim_status = store.servers.get(victim).status
         pool = session.get(f"{base}/api/pools/mortal").json()
-        return victim_status == ServerStatus.STOPPED and _full(pool, 2)
+        return victim_status == ServerStatus.STOPPED and pool_full(pool, 2)
 
     wait_for(replaced, timeout=90, what="the dead server is replaced")
     assert "container is not running" in store.servers.get(victim).error
@@ -138,7 +120,7 @@ def test_after_a_staging_update_no_launch_gets_the_old_version(
     fill_pool(base, session, "roll", 2)
     old_ids = {s.id for s in store.servers.active() if s.staging == "roll"}
     session.put(f"{base}/api/stagings/roll", json={
-        "image": "binderq/notebook:bookworm", "resources": SMALL, "env": {"EDITION": "2"}})
+        "image": NOTEBOOK_IMAGE, "resources": SMALL, "env": {"EDITION": "2"}})
     right_after = session.post(f"{base}/api/stagings/roll/servers")
     assert right_after.status_code != 201 or right_after.json()["id"] not in old_ids
 

@@ -67,7 +67,7 @@ def test_staging_versions_only_move_forward(store):
 def test_an_unreachable_redis_is_a_dependency_error():
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     with pytest.raises(DependencyDown, match="Redis"):
-        RedisStore(client).get_server("a")
+        RedisStore(client).servers.get("a")
 
 
 def test_concurrent_claims_hand_out_each_pooled_server_once(store):

@@ -19,11 +19,15 @@ from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.bootstrap import create_wsgi_app
 from binderq.domain.models import ServerStatus
 from binderq.processes import free_port, start_redis, stop_process
-from tests.integration.conftest import OPERATOR_TOKEN, wait_for
+from tests.integration.conftest import (
+    NOTEBOOK_IMAGE,
+    OPERATOR,
+    SMALL,
+    stage_in_app,
+    wait_for,
+)
 
-OPERATOR = {"Authorization": f"token {OPERATOR_TOKEN}"}
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = {"memory": "192m", "cpus": 1.0, "pids": 128}
 
 
 def _worker(settings, log):
@@ -36,10 +40,8 @@ def _worker(settings, log):
 
 
 def _stage(api, name):
-    api.put(f"/api/stagings/{name}", json={"image": "binderq/notebook:bookworm",
-                                           "resources": SMALL}, headers=OPERATOR)
-    wait_for(lambda: api.get(f"/api/stagings/{name}", headers=OPERATOR).get_json()["status"]
-             == "ready", timeout=60, what=f"staging {name} is ready")
+    staging = stage_in_app(api, name, image=NOTEBOOK_IMAGE, resources=SMALL)
+    assert staging["status"] == "ready", staging
 
 
 def _healthy(api, check):

@@ -1,3 +1,5 @@
+"""Unit-test fixtures: settings, a fakeredis store, fake adapters and the API app."""
+
 from __future__ import annotations
 
 import fakeredis

@@ -1,3 +1,5 @@
+"""Pure domain rules: memory sizes, commands, server specs and paths, records, tokens."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,6 +21,8 @@ from binderq.domain.spec import (
     LABEL_STAGING_VERSION,
     memory_bytes,
     render_command,
+    server_of_route,
+    server_path,
     server_spec,
 )
 from binderq.domain.tokens import is_server_token, server_token
@@ -42,6 +46,17 @@ def test_command_placeholders_are_filled_and_other_braces_kept():
     command = ["run", "--url={base_url}", "--port={port}", "--t={token}", '{"json": 1}']
     assert render_command(command, base_url="/user/a/", port=8888, token="tok") == [
         "run", "--url=/user/a/", "--port=8888", "--t=tok", '{"json": 1}']
+
+
+@pytest.mark.parametrize("path, server_id", [
+    (server_path("abc123"), "abc123"),
+    ("/user/abc123", "abc123"),  # as configurable-http-proxy lists it
+    ("/api", None),
+    ("/", None),
+])
+def test_a_route_path_names_the_server_whose_path_it_is(path, server_id):
+    assert server_path("abc123") == "/user/abc123/"
+    assert server_of_route(path) == server_id
 
 
 def _staging(**changes) -> Staging:

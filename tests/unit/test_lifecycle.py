@@ -8,22 +8,18 @@ import pytest
 
 from binderq.adapters.redis_store import Keys
 from binderq.domain.models import ServerStatus, utcnow
-from binderq.services import deploy, lifecycle, pools, servers, stagings
+from binderq.services import deploy, lifecycle, pools, servers
 from tests.fakes import answering_probe
+from tests.helpers import launch_now, ready_staging, run_queued_launches
 from tests.unit.conftest import OPERATOR
-
-IMAGE = "binderq/notebook:bookworm"
 
 
 @pytest.fixture
 def running(store, queue, runtime, proxy, settings):
     """A ready staging (cull_timeout 60 s) and one cold server ready on it."""
-    change = stagings.put_staging("demo", {"image": IMAGE, "cull_timeout": 60}, store=store,
-                                  queue=queue)
-    stagings.stage("demo", change.staging.version, store=store, runtime=runtime)
-    launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
-    return servers.launch_server(launch.server.id, store=store, runtime=runtime, proxy=proxy,
-                                 probe=answering_probe, settings=settings)
+    ready_staging(store, queue, runtime, cull_timeout=60)
+    _, server = launch_now(store, queue, runtime, proxy, settings)
+    return server
 
 
 def _cull(store, proxy, queue, activity=None):
@@ -115,13 +111,10 @@ def test_after_redis_is_wiped_adopt_rebuilds_the_servers_from_labels(
 
 def test_an_adopted_pooled_server_is_taken_as_in_use_never_handed_out_again(
         store, queue, runtime, proxy, settings):
-    change = stagings.put_staging("demo", {"image": IMAGE}, store=store, queue=queue)
-    stagings.stage("demo", change.staging.version, store=store, runtime=runtime)
+    ready_staging(store, queue, runtime)
     pools.set_pool_size("demo", 1, store=store, queue=queue, settings=settings)
     pools.replenish_pool("demo", store=store, runtime=runtime, queue=queue, settings=settings)
-    (launch_id,) = [args[0] for name, args, _ in queue.sent if name == "binderq.servers.launch"]
-    servers.launch_server(launch_id, store=store, runtime=runtime, proxy=proxy,
-                          probe=answering_probe, settings=settings)
+    (launch_id,) = run_queued_launches(store, queue, runtime, proxy, settings)
     store.redis.flushdb()
     _reconcile(store, runtime, proxy, queue, settings, adopt=True)
     assert store.servers.get(launch_id).claimed_at is not None
@@ -130,8 +123,7 @@ def test_an_adopted_pooled_server_is_taken_as_in_use_never_handed_out_again(
 
 def test_a_launch_that_keeps_dying_is_given_up_after_three_attempts(store, queue, runtime,
                                                                    proxy, settings):
-    change = stagings.put_staging("demo", {"image": IMAGE}, store=store, queue=queue)
-    stagings.stage("demo", change.staging.version, store=store, runtime=runtime)
+    ready_staging(store, queue, runtime)
     launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
 
     def dies(*args, **kwargs):

@@ -7,13 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from binderq.domain.lifecycle import (
+    CullLimits,
     ObservedContainer,
-    cull_at,
+    cull_deadline,
+    cull_limits,
+    handed_out_at,
     latest_activity,
     plan_culls,
     plan_reconcile,
 )
-from binderq.domain.models import Server, ServerStatus
+from binderq.domain.models import Server, ServerStatus, Staging
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 S = ServerStatus
@@ -32,7 +35,7 @@ def server(server_id="s", status=S.READY, *, pooled=False, claimed=None, ready=1
                   status_changed_at=ago(changed if changed is not None else ready))
 
 
-LIMITS = {"demo": (60, 3600)}
+LIMITS = {"demo": CullLimits(cull_timeout=60, max_age=3600)}
 
 
 @pytest.mark.parametrize("candidate, culled", [
@@ -50,16 +53,32 @@ def test_plan_culls(candidate, culled):
     assert [cull.server_id for cull in culls] == (["s"] if culled else [])
 
 
+@pytest.mark.parametrize("candidate, reason", [
+    (server(active=90), "culled: idle for 90 s (cull_timeout 60 s)"),
+    (server(active=1, ready=4000, created=4000), "culled: older than max_age (3600 s)"),
+    (server(active=90, ready=4000, created=4000), "culled: older than max_age (3600 s)"),
+])
+def test_a_cull_says_which_limit_was_passed(candidate, reason):
+    (cull,) = plan_culls([candidate], now=NOW, limits=LIMITS)
+    assert cull.reason == reason
+
+
 def test_a_server_of_a_deleted_staging_is_culled_by_the_staging_defaults():
     assert plan_culls([server(active=601, ready=700, created=800)], now=NOW, limits={})
     assert not plan_culls([server(active=599, ready=700, created=800)], now=NOW, limits={})
+    defaults = Staging(name="any")
+    assert cull_limits(None) == (defaults.cull_timeout, defaults.max_age)
+    assert cull_limits(Staging(name="s", cull_timeout=5, max_age=9)) == (5, 9)
 
 
-def test_the_newest_sign_of_use_wins_and_cull_at_is_the_sooner_limit():
+def test_the_newest_sign_of_use_wins_and_the_cull_deadline_is_the_sooner_limit():
     candidate = server(active=300, ready=1000)
     assert latest_activity(candidate, ago(50), None, ago(500)) == ago(50)
-    assert cull_at(candidate, ago(50), cull_timeout=60, max_age=3600) == ago(-10)
-    assert cull_at(candidate, ago(50), cull_timeout=60, max_age=1005) == ago(-5)
+    handed_out = handed_out_at(candidate)
+    assert cull_deadline(handed_out=handed_out, last_activity=ago(50),
+                         limits=CullLimits(cull_timeout=60, max_age=3600)) == ago(-10)
+    assert cull_deadline(handed_out=handed_out, last_activity=ago(50),
+                         limits=CullLimits(cull_timeout=60, max_age=1005)) == ago(-5)
 
 
 def _plan(servers, containers=(), routes=(), adopt=False):

@@ -5,34 +5,25 @@ from __future__ import annotations
 import pytest
 
 from binderq.adapters.redis_store import Keys
+from binderq.domain.errors import Conflict
 from binderq.domain.models import ServerStatus
 from binderq.domain.tokens import server_token
-from binderq.services import deploy, pools, servers, stagings
-from tests.fakes import answering_probe
+from binderq.services import deploy, pools, stagings
+from tests.helpers import IMAGE, assert_error_format, ready_staging, run_queued_launches
 from tests.unit.conftest import OPERATOR
-
-IMAGE = "binderq/notebook:bookworm"
-
-
-def _ready_staging(store, queue, runtime, **fields):
-    change = stagings.put_staging("demo", {"image": IMAGE, **fields}, store=store, queue=queue)
-    return stagings.stage("demo", change.staging.version, store=store, runtime=runtime)
 
 
 def _fill(store, queue, runtime, proxy, settings, size):
     """Set the pool size, run upkeep, and run every launch it queued."""
     pools.set_pool_size("demo", size, store=store, queue=queue, settings=settings)
     pools.replenish_pool("demo", store=store, runtime=runtime, queue=queue, settings=settings)
-    for name, args, _ in list(queue.sent):
-        if name == "binderq.servers.launch":
-            servers.launch_server(args[0], store=store, runtime=runtime, proxy=proxy,
-                                  probe=answering_probe, settings=settings)
+    run_queued_launches(store, queue, runtime, proxy, settings)
     queue.sent.clear()
 
 
 @pytest.fixture
 def pooled(store, queue, runtime, proxy, settings):
-    _ready_staging(store, queue, runtime)
+    ready_staging(store, queue, runtime)
     _fill(store, queue, runtime, proxy, settings, 2)
     return pools.get_pool("demo", store=store)
 
@@ -69,7 +60,7 @@ def test_after_a_staging_changes_no_old_server_is_handed_out(pooled, store, queu
                                                               proxy, settings):
     stagings.put_staging("demo", {"image": IMAGE, "env": {"V": "2"}}, store=store, queue=queue)
     assert "binderq.pools.replenish" in queue.names()
-    with pytest.raises(Exception, match="not ready yet"):
+    with pytest.raises(Conflict, match="not ready yet"):
         deploy.request_launch("demo", store=store, queue=queue, settings=settings)
     stagings.stage("demo", store.stagings.get("demo").version, store=store, runtime=runtime)
     _fill(store, queue, runtime, proxy, settings, 2)
@@ -123,14 +114,8 @@ def test_deleting_a_staging_drains_its_pool_without_needing_force(pooled, store,
 # -- the API --------------------------------------------------------------------------------
 
 
-def _assert_error(response, status):
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.get_json()["message"]
-    return response.get_json()
-
-
 def test_put_pool_answers_the_pool_and_queues_upkeep(client, store, runtime, queue):
-    _ready_staging(store, queue, runtime)
+    ready_staging(store, queue, runtime)
     response = client.put("/api/pools/demo", json={"size": 3}, headers=OPERATOR)
     assert response.status_code == 200
     assert response.get_json() == {"staging": "demo", "size": 3, "ready": 0, "starting": 0,
@@ -142,28 +127,28 @@ def test_put_pool_answers_the_pool_and_queues_upkeep(client, store, runtime, que
 @pytest.mark.parametrize("body", [{"size": -1}, {"size": "ten"}, {"size": "3"}, {},
                                   {"size": 1.5}, {"size": 2, "extra": 1}])
 def test_bad_pool_sizes_are_422(client, store, runtime, queue, body):
-    _ready_staging(store, queue, runtime)
-    _assert_error(client.put("/api/pools/demo", json=body, headers=OPERATOR), 422)
+    ready_staging(store, queue, runtime)
+    assert_error_format(client.put("/api/pools/demo", json=body, headers=OPERATOR), 422)
     assert store.pools.counters("demo") is None
 
 
 def test_a_pool_larger_than_capacity_is_refused_saying_so(client, store, runtime, queue):
-    _ready_staging(store, queue, runtime)
-    body = _assert_error(client.put("/api/pools/demo", json={"size": 10**6}, headers=OPERATOR),
-                         422)
+    ready_staging(store, queue, runtime)
+    response = client.put("/api/pools/demo", json={"size": 10**6}, headers=OPERATOR)
+    body = assert_error_format(response, 422)
     assert "capacity" in body["errors"][0]["message"]
     assert "BINDERQ_MAX_SERVERS" in body["errors"][0]["message"]
 
 
 def test_pools_of_unknown_stagings_are_404(client):
-    _assert_error(client.put("/api/pools/nope", json={"size": 1}, headers=OPERATOR), 404)
-    _assert_error(client.get("/api/pools/nope", headers=OPERATOR), 404)
-    _assert_error(client.delete("/api/pools/nope", headers=OPERATOR), 404)
+    assert_error_format(client.put("/api/pools/nope", json={"size": 1}, headers=OPERATOR), 404)
+    assert_error_format(client.get("/api/pools/nope", headers=OPERATOR), 404)
+    assert_error_format(client.delete("/api/pools/nope", headers=OPERATOR), 404)
 
 
 def test_pools_need_the_operator(client, store, runtime, queue):
-    _ready_staging(store, queue, runtime)
-    _assert_error(client.put("/api/pools/demo", json={"size": 1}), 401)
+    ready_staging(store, queue, runtime)
+    assert_error_format(client.put("/api/pools/demo", json={"size": 1}), 401)
 
 
 def test_a_pooled_launch_answers_201_ready_with_url_and_token(
@@ -200,7 +185,7 @@ def tmpnb_client(app, settings, store, queue, proxy):
 
 def test_tmpnb_spawn_hands_out_pooled_servers_then_says_full(
         store, queue, runtime, proxy, settings, tmpnb_client):
-    _ready_staging(store, queue, runtime, public=True)
+    ready_staging(store, queue, runtime, public=True)
     _fill(store, queue, runtime, proxy, settings, 1)
     stats = tmpnb_client.get("/api/stats").get_json()
     assert stats["available"] == 1 and stats["capacity"] == 1
@@ -215,12 +200,12 @@ def test_tmpnb_spawn_hands_out_pooled_servers_then_says_full(
 
 
 def test_tmpnb_door_without_a_default_staging_is_404(client):
-    _assert_error(client.post("/api/spawn/"), 404)
+    assert_error_format(client.post("/api/spawn/"), 404)
 
 
 def test_failing_pooled_launches_slow_the_pool_to_one_at_a_time(store, queue, runtime, proxy,
                                                                 settings):
-    _ready_staging(store, queue, runtime)
+    ready_staging(store, queue, runtime)
     runtime.fail_start = "Docker refused container"
     _fill(store, queue, runtime, proxy, settings, 4)  # all four fail
     assert store.pools.recent_failures("demo") == 4
@@ -235,12 +220,10 @@ def test_a_process_copy_of_a_staging_made_private_no_longer_lets_anyone_launch(
     app.extensions["binderq"] = ApiContext(settings=settings.with_changes(launch_auth="open"),
                                            store=store, queue=queue, proxy=proxy)
     client = app.test_client()
-    _ready_staging(store, queue, runtime, public=True)
+    ready_staging(store, queue, runtime, public=True)
     _fill(store, queue, runtime, proxy, settings, 2)
     assert client.post("/api/stagings/demo/servers").status_code == 201  # now cached public
-    change = stagings.put_staging("demo", {"image": IMAGE, "public": False}, store=store,
-                                  queue=queue)
-    stagings.stage("demo", change.staging.version, store=store, runtime=runtime)
+    ready_staging(store, queue, runtime, public=False)
     assert client.post("/api/stagings/demo/servers").status_code == 401
     assert store.pools.counters("demo")["hits"] == 1
 

@@ -9,24 +9,11 @@ from binderq.domain.errors import CapacityExceeded, Conflict, DependencyDown, No
 from binderq.domain.models import ServerStatus, StagingStatus
 from binderq.services import deploy, servers, stagings
 from tests.fakes import answering_probe, silent_probe
-
-IMAGE = "binderq/notebook:bookworm"
-
-
-def _ready_staging(store, queue, runtime, name="demo", **fields):
-    change = stagings.put_staging(name, {"image": IMAGE, **fields}, store=store, queue=queue)
-    return stagings.stage(name, change.staging.version, store=store, runtime=runtime)
-
-
-def _launch(store, queue, runtime, proxy, settings, probe=answering_probe):
-    launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
-    server = servers.launch_server(launch.server.id, store=store, runtime=runtime, proxy=proxy,
-                                   probe=probe, settings=settings)
-    return launch, server
+from tests.helpers import IMAGE, launch_now, ready_staging
 
 
 def test_staging_an_image_on_the_engine_ends_ready(store, queue, runtime):
-    staging = _ready_staging(store, queue, runtime)
+    staging = ready_staging(store, queue, runtime)
     assert staging.status == StagingStatus.READY and staging.image_id == "sha"
     assert queue.names() == ["binderq.stagings.stage"]
 
@@ -48,7 +35,7 @@ def test_staging_while_docker_is_down_fails_and_says_so(store, queue, runtime):
 
 def test_a_put_that_changes_nothing_stages_nothing_and_a_change_bumps_the_version(
         store, queue, runtime):
-    first = _ready_staging(store, queue, runtime)
+    first = ready_staging(store, queue, runtime)
     same = stagings.put_staging("demo", {"image": IMAGE}, store=store, queue=queue)
     assert same.outcome == "unchanged" and same.staging.version == first.version
     changed = stagings.put_staging("demo", {"image": IMAGE, "port": 9999}, store=store,
@@ -66,8 +53,8 @@ def test_a_stage_task_for_a_replaced_version_does_nothing(store, queue, runtime)
 
 def test_a_launch_starts_routes_and_marks_the_server_ready(store, queue, runtime, proxy,
                                                            settings):
-    _ready_staging(store, queue, runtime)
-    launch, server = _launch(store, queue, runtime, proxy, settings)
+    ready_staging(store, queue, runtime)
+    launch, server = launch_now(store, queue, runtime, proxy, settings)
     assert server.status == ServerStatus.READY
     assert server.url == f"http://binderq.test/user/{server.id}/"
     assert proxy.routes_[f"/user/{server.id}"]["target"].startswith("http://127.0.0.1:")
@@ -77,8 +64,8 @@ def test_a_launch_starts_routes_and_marks_the_server_ready(store, queue, runtime
 
 def test_a_launch_run_twice_makes_one_server_and_leaves_it_ready(store, queue, runtime, proxy,
                                                                  settings):
-    _ready_staging(store, queue, runtime)
-    _, server = _launch(store, queue, runtime, proxy, settings)
+    ready_staging(store, queue, runtime)
+    _, server = launch_now(store, queue, runtime, proxy, settings)
     again = servers.launch_server(server.id, store=store, runtime=runtime, proxy=proxy,
                                   probe=answering_probe, settings=settings)
     assert again.status == ServerStatus.READY
@@ -91,7 +78,7 @@ def test_a_launch_run_twice_makes_one_server_and_leaves_it_ready(store, queue, r
 ])
 def test_a_failed_launch_leaves_no_container_or_route_and_says_why(
         store, queue, runtime, proxy, settings, breakage, reason):
-    _ready_staging(store, queue, runtime)
+    ready_staging(store, queue, runtime)
     probe = silent_probe if breakage == "probe" else answering_probe
     runtime.fail_start = "Docker refused container" if breakage == "start" else None
     launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
@@ -107,7 +94,7 @@ def test_a_failed_launch_leaves_no_container_or_route_and_says_why(
 
 def test_a_server_stopped_while_starting_is_not_marked_ready_and_leaves_nothing(
         store, queue, runtime, proxy, settings):
-    _ready_staging(store, queue, runtime)
+    ready_staging(store, queue, runtime)
     launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
 
     def probe_then_stop(base, token, *, timeout, still_running):
@@ -124,8 +111,8 @@ def test_a_server_stopped_while_starting_is_not_marked_ready_and_leaves_nothing(
 
 def test_stopping_removes_route_and_containers_and_frees_the_place(store, queue, runtime,
                                                                   proxy, settings):
-    _ready_staging(store, queue, runtime)
-    _, server = _launch(store, queue, runtime, proxy, settings)
+    ready_staging(store, queue, runtime)
+    _, server = launch_now(store, queue, runtime, proxy, settings)
     assert servers.request_stop(server.id, store=store, queue=queue).status == \
         ServerStatus.STOPPING
     assert queue.names()[-1] == "binderq.servers.stop"
@@ -139,8 +126,8 @@ def test_stopping_removes_route_and_containers_and_frees_the_place(store, queue,
 
 def test_a_stop_while_docker_is_down_raises_to_be_retried_and_stays_stopping(
         store, queue, runtime, proxy, settings):
-    _ready_staging(store, queue, runtime)
-    _, server = _launch(store, queue, runtime, proxy, settings)
+    ready_staging(store, queue, runtime)
+    _, server = launch_now(store, queue, runtime, proxy, settings)
     servers.request_stop(server.id, store=store, queue=queue)
     runtime.down = True
     with pytest.raises(DependencyDown):
@@ -149,7 +136,7 @@ def test_a_stop_while_docker_is_down_raises_to_be_retried_and_stays_stopping(
 
 
 def test_launches_past_capacity_are_refused(store, queue, runtime, settings):
-    _ready_staging(store, queue, runtime)
+    ready_staging(store, queue, runtime)
     for _ in range(settings.max_servers):
         deploy.request_launch("demo", store=store, queue=queue, settings=settings)
     with pytest.raises(CapacityExceeded):
@@ -158,7 +145,7 @@ def test_launches_past_capacity_are_refused(store, queue, runtime, settings):
 
 def test_a_launch_that_cannot_be_queued_fails_the_server_and_frees_its_place(
         store, queue, runtime, settings):
-    _ready_staging(store, queue, runtime)
+    ready_staging(store, queue, runtime)
     queue.down = True
     with pytest.raises(DependencyDown):
         deploy.request_launch("demo", store=store, queue=queue, settings=settings)
@@ -177,8 +164,8 @@ def test_launching_a_staging_that_is_not_ready_says_what_to_do(store, queue, run
 
 def test_deleting_a_staging_with_servers_needs_force_and_then_stops_them(
         store, queue, runtime, proxy, settings):
-    _ready_staging(store, queue, runtime)
-    _, server = _launch(store, queue, runtime, proxy, settings)
+    ready_staging(store, queue, runtime)
+    _, server = launch_now(store, queue, runtime, proxy, settings)
     with pytest.raises(Conflict, match="force=true"):
         deploy.delete_staging("demo", force=False, store=store, queue=queue)
     deploy.delete_staging("demo", force=True, store=store, queue=queue)

@@ -1,3 +1,5 @@
+"""Settings read from BINDERQ_* variables, and the settings of the processes we start."""
+
 from __future__ import annotations
 
 import pytest

@@ -3,11 +3,14 @@ tests/integration/test_redis_store.py)."""
 
 from __future__ import annotations
 
+from itertools import product
+
 import pytest
 
 from binderq.adapters.redis_store import Keys
 from binderq.domain.errors import CapacityExceeded
-from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus
+from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus, utcnow
+from binderq.domain.pools import is_pooled_unclaimed
 
 
 def _server(server_id: str) -> Server:
@@ -66,3 +69,24 @@ def test_listing_servers_forgets_expired_records(store):
     store.redis.delete(Keys.SERVER.format(id="a"))
     assert [server.id for server in store.servers.list()] == ["b"]
     assert store.redis.smembers(Keys.SERVERS) == {b"b"}
+
+
+def test_the_claim_script_takes_exactly_what_is_pooled_unclaimed_accepts(store):
+    """The claim's Lua mirrors domain.pools.is_pooled_unclaimed (plus ready, current version)."""
+    store.stagings.save(Staging(name="demo", image="img", version=2))
+    store.pools.set_size("demo", 1)
+    combinations = product((True, False), (None, utcnow()), ServerStatus, (1, 2))
+    table = [Server(id=f"s{i}", staging="demo", staging_version=version, status=status,
+                    pooled=pooled, claimed_at=claimed_at)
+             for i, (pooled, claimed_at, status, version) in enumerate(combinations)]
+    for server in table:
+        store.servers.adopt(server)
+        store.redis.rpush(Keys.POOL_READY.format(staging="demo"), server.id)
+    claimed = set()
+    while (claim := store.pools.claim("demo", claimed_at=utcnow())) is not None:
+        assert not is_pooled_unclaimed(claim.server)  # stamped: it can never be taken again
+        claimed.add(claim.server.id)
+    accepted = {server.id for server in table if is_pooled_unclaimed(server)
+                and server.status == ServerStatus.READY and server.staging_version == 2}
+    assert claimed == accepted
+    assert store.pools.ready_count("demo") == 0

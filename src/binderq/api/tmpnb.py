@@ -10,7 +10,7 @@ from marshmallow import Schema, fields
 from binderq import __version__
 from binderq.api.context import ApiContext, context
 from binderq.domain.errors import NotFound, PoolEmpty
-from binderq.domain.spec import server_base_url
+from binderq.domain.spec import server_path
 from binderq.services.stagings import get_staging
 
 blp = Blueprint("tmpnb", __name__, url_prefix="/api",
@@ -48,7 +48,7 @@ class Spawn(MethodView):
             response.status_code = 429
             response.headers["Retry-After"] = str(empty.retry_after)
             return response
-        return {"url": f"{server_base_url(launch.server.id)}?token={launch.token}"}
+        return {"url": f"{server_path(launch.server.id)}?token={launch.token}"}
 
 
 @blp.route("/stats")

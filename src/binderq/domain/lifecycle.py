@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from binderq.domain.models import Server, ServerStatus
+from binderq.domain.models import Server, ServerStatus, Staging
+from binderq.domain.spec import server_of_route
 
-ROUTE_PREFIX = "/user/"
-# (cull_timeout, max_age) for a server whose staging was deleted: the staging defaults.
-DEFAULT_LIMITS = (600, 21600)
+
+class CullLimits(NamedTuple):
+    """A staging's culling limits, in seconds; by default the Staging defaults."""
+
+    cull_timeout: int = Staging.cull_timeout  # a dataclass keeps its defaults on the class
+    max_age: int = Staging.max_age
+
+
+def cull_limits(staging: Staging | None) -> CullLimits:
+    """The staging's limits; the defaults for a server whose staging was deleted."""
+    return CullLimits(staging.cull_timeout, staging.max_age) if staging else CullLimits()
 
 
 def in_use(server: Server) -> bool:
@@ -35,28 +45,34 @@ def latest_activity(server: Server, *seen: datetime | None) -> datetime:
     return max([handed_out_at(server), *moments])
 
 
-def cull_at(server: Server, last_activity: datetime, *, cull_timeout: int,
-            max_age: int) -> datetime:
-    return min(last_activity + timedelta(seconds=cull_timeout),
-               handed_out_at(server) + timedelta(seconds=max_age))
+def cull_deadline(*, handed_out: datetime, last_activity: datetime,
+                  limits: CullLimits) -> datetime:
+    """When an in-use server is culled: cull_timeout after its last activity, or max_age
+    after it was handed out, whichever comes first."""
+    return min(last_activity + timedelta(seconds=limits.cull_timeout),
+               handed_out + timedelta(seconds=limits.max_age))
 
 
 def plan_culls(servers: list[Server], *, now: datetime,
-               limits: dict[str, tuple[int, int]]) -> list[Cull]:
-    """In-use servers idle past cull_timeout or older than max_age (limits: staging ->
-    (cull_timeout, max_age)); servers starting, stopping or waiting in a pool never."""
+               limits: dict[str, CullLimits]) -> list[Cull]:
+    """In-use servers past their cull_deadline (limits: by staging name); servers starting,
+    stopping or waiting in a pool never."""
     culls = []
     for server in servers:
         if not in_use(server):
             continue
-        cull_timeout, max_age = limits.get(server.staging, DEFAULT_LIMITS)
-        idle = (now - latest_activity(server)).total_seconds()
-        age = (now - handed_out_at(server)).total_seconds()
-        if age > max_age:
-            culls.append(Cull(server.id, f"culled: older than max_age ({max_age} s)"))
-        elif idle > cull_timeout:
+        staging_limits = limits.get(server.staging, CullLimits())
+        handed_out, last = handed_out_at(server), latest_activity(server)
+        if now <= cull_deadline(handed_out=handed_out, last_activity=last,
+                                limits=staging_limits):
+            continue
+        if now - handed_out > timedelta(seconds=staging_limits.max_age):
+            culls.append(Cull(server.id, f"culled: older than max_age "
+                                         f"({staging_limits.max_age} s)"))
+        else:
+            idle = (now - last).total_seconds()
             culls.append(Cull(server.id, f"culled: idle for {int(idle)} s "
-                                         f"(cull_timeout {cull_timeout} s)"))
+                                         f"(cull_timeout {staging_limits.cull_timeout} s)"))
     return culls
 
 
@@ -84,10 +100,6 @@ class Repairs:
         return any(vars(self).values())
 
 
-def route_path(server_id: str) -> str:
-    return f"{ROUTE_PREFIX}{server_id}"
-
-
 def plan_reconcile(*, servers: dict[str, Server], containers: list[ObservedContainer],
                    routes: set[str], now: datetime, observed_at: datetime,
                    adopt_orphans: bool, stuck_after: float) -> Repairs:
@@ -100,6 +112,7 @@ def plan_reconcile(*, servers: dict[str, Server], containers: list[ObservedConta
     be over is run again (both are idempotent).
     """
     repairs = Repairs()
+    routed = {server_of_route(path) for path in routes}
     running_notebooks = {c.server_id for c in containers if c.role == "notebook" and c.running}
     for container in containers:
         server = servers.get(container.server_id)
@@ -115,13 +128,14 @@ def plan_reconcile(*, servers: dict[str, Server], containers: list[ObservedConta
         if changed >= observed_at:
             continue  # changed since containers and routes were observed
         _repair_server(server, repairs, running=server.id in running_notebooks,
-                       routed=route_path(server.id) in routes, now=now,
+                       routed=server.id in routed, now=now,
                        stuck_after=stuck_after)
     for path in routes:
-        if not path.startswith(ROUTE_PREFIX):
+        server_id = server_of_route(path)
+        if server_id is None:
             continue
-        server = servers.get(path.removeprefix(ROUTE_PREFIX).strip("/"))
-        if server is None and path.removeprefix(ROUTE_PREFIX) not in repairs.adopt:
+        server = servers.get(server_id)
+        if server is None and server_id not in repairs.adopt:
             repairs.remove_routes[path] = "no such server"
         elif server is not None and server.status.is_terminal:
             repairs.remove_routes[path] = f"its server is {server.status}"

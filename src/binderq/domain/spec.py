@@ -1,4 +1,5 @@
-"""What a server's containers look like, decided from its staging. Pure: no Docker here."""
+"""What a server's containers look like and the path it is reached at, decided from its
+staging and id. Pure: no Docker here."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ LABEL_STAGING_VERSION = "binderq.staging_version"
 LABEL_ROLE = "binderq.role"
 LABEL_POOLED = "binderq.pooled"
 LABEL_INSTANCE = "binderq.instance"
+
+SERVER_PATH_PREFIX = "/user/"
 
 ROLE_NOTEBOOK = "notebook"
 ROLE_SERVICE = "service"
@@ -69,8 +72,17 @@ class ServerSpec:
         return (*self.services, self.notebook)
 
 
-def server_base_url(server_id: str) -> str:
-    return f"/user/{server_id}/"
+def server_path(server_id: str) -> str:
+    """Where a server is reached: its notebook's base_url, its proxy route, its url's path."""
+    return f"{SERVER_PATH_PREFIX}{server_id}/"
+
+
+def server_of_route(path: str) -> str | None:
+    """The server id a proxy route's path names (with or without the trailing slash that
+    configurable-http-proxy drops); None for a route that is not a server's."""
+    if not path.startswith(SERVER_PATH_PREFIX):
+        return None
+    return path.removeprefix(SERVER_PATH_PREFIX).strip("/")
 
 
 def container_name(instance: str, server_id: str, service: str | None = None) -> str:
@@ -102,7 +114,7 @@ def server_spec(
     allow_origin: str = "",
 ) -> ServerSpec:
     """The containers and network that make one server of staging."""
-    base_url = server_base_url(server_id)
+    base_url = server_path(server_id)
     labels = {
         LABEL_INSTANCE: instance,
         LABEL_SERVER: server_id,

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from binderq.domain.errors import BinderqError
+from binderq.services.ports import Proxy, Runtime
 from binderq.tasks import HEALTH_PING
 
 HEALTH_BUDGET = 1.8  # seconds: /api/health must answer within 2 s even when all is down
@@ -24,11 +25,11 @@ def _check(probe: Callable[[], Any]) -> dict[str, Any]:
     return {"ok": True, "latency_ms": round((time.monotonic() - started) * 1000, 1)}
 
 
-def check_docker(runtime: Any) -> dict[str, Any]:
+def check_docker(runtime: Runtime) -> dict[str, Any]:
     return _check(lambda: runtime.ping(timeout=1.0))
 
 
-def health_report(*, store: Any, proxy: Any, queue: Any) -> dict[str, Any]:
+def health_report(*, store: Any, proxy: Proxy, queue: Any) -> dict[str, Any]:
     """Each dependency's state; the Docker engine as the launch worker's canary saw it."""
     canary_answer: dict[str, Any] = {}
 

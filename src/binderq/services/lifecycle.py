@@ -15,19 +15,27 @@ from binderq.domain.builds import lost_builds
 from binderq.domain.errors import BinderqError, DependencyDown
 from binderq.domain.lifecycle import (
     Cull,
+    CullLimits,
     ObservedContainer,
     Repairs,
-    cull_at,
+    cull_deadline,
+    cull_limits,
+    handed_out_at,
     in_use,
     latest_activity,
     plan_culls,
     plan_reconcile,
-    route_path,
 )
 from binderq.domain.models import Server, ServerStatus, parse_time, utcnow
-from binderq.domain.spec import LABEL_POOLED, LABEL_STAGING, LABEL_STAGING_VERSION, server_base_url
+from binderq.domain.spec import (
+    LABEL_POOLED,
+    LABEL_STAGING,
+    LABEL_STAGING_VERSION,
+    server_of_route,
+    server_path,
+)
 from binderq.services.builds import fail_build
-from binderq.services.ports import TaskQueue
+from binderq.services.ports import Proxy, Runtime, TaskQueue
 from binderq.services.servers import server_url
 from binderq.settings import Settings
 from binderq.tasks import LAUNCH, STOP
@@ -53,7 +61,7 @@ def exclusive(store: RedisStore, name: str) -> Iterator[bool]:
 # -- culling ------------------------------------------------------------------------------
 
 
-def cull_idle_servers(*, store: RedisStore, proxy, queue: TaskQueue,
+def cull_idle_servers(*, store: RedisStore, proxy: Proxy, queue: TaskQueue,
                       activity_of: Callable[[Server], datetime | None]) -> list[Cull]:
     """Stop in-use servers idle past their staging's cull_timeout, or older than max_age.
 
@@ -66,8 +74,7 @@ def cull_idle_servers(*, store: RedisStore, proxy, queue: TaskQueue,
         if not acquired:
             return []
         servers = [server for server in store.servers.active() if in_use(server)]
-        limits = {staging.name: (staging.cull_timeout, staging.max_age)
-                  for staging in store.stagings.list()}
+        limits = {staging.name: cull_limits(staging) for staging in store.stagings.list()}
         refreshed = _refresh_activity(servers, store=store, proxy=proxy,
                                       activity_of=activity_of, limits=limits)
         culls = plan_culls(refreshed, now=utcnow(), limits=limits)
@@ -79,25 +86,26 @@ def cull_idle_servers(*, store: RedisStore, proxy, queue: TaskQueue,
         return culls
 
 
-def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy,
+def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy: Proxy,
                       activity_of: Callable[[Server], datetime | None],
-                      limits: dict[str, tuple[int, int]]) -> list[Server]:
-    routes = _routes_or_none(proxy) or {}
+                      limits: dict[str, CullLimits]) -> list[Server]:
+    routes = {server_of_route(path): route
+              for path, route in (_routes_or_none(proxy) or {}).items()}
     with ThreadPoolExecutor(max_workers=ACTIVITY_PROBES) as pool:
         notebook_activity = list(pool.map(activity_of, servers))
     refreshed = []
     for server, seen in zip(servers, notebook_activity, strict=True):
-        route = routes.get(route_path(server.id)) or {}
+        route = routes.get(server.id) or {}
         last = latest_activity(server, seen, parse_time(route.get("last_activity")))
-        cull_timeout, max_age = limits.get(server.staging, (600, 21600))
+        deadline = cull_deadline(handed_out=handed_out_at(server), last_activity=last,
+                                 limits=limits.get(server.staging, CullLimits()))
         store.servers.transition(server.id, [ServerStatus.READY], last_activity=last,
-                                cull_at=cull_at(server, last, cull_timeout=cull_timeout,
-                                                max_age=max_age))
+                                cull_at=deadline)
         refreshed.append(replace(server, last_activity=last))
     return refreshed
 
 
-def _routes_or_none(proxy) -> dict | None:
+def _routes_or_none(proxy: Proxy) -> dict | None:
     try:
         return proxy.routes()
     except DependencyDown as error:
@@ -108,8 +116,8 @@ def _routes_or_none(proxy) -> dict | None:
 # -- reconcile ----------------------------------------------------------------------------
 
 
-def reconcile(*, store: RedisStore, runtime, proxy, queue: TaskQueue, settings: Settings,
-              adopt: bool | None = None) -> Repairs | None:
+def reconcile(*, store: RedisStore, runtime: Runtime, proxy: Proxy, queue: TaskQueue,
+              settings: Settings, adopt: bool | None = None) -> Repairs | None:
     """Observe Redis, Docker and the proxy; decide repairs in plan_reconcile; make them.
 
     adopt: take labelled containers Redis does not know as servers (after Redis was
@@ -135,8 +143,8 @@ def reconcile(*, store: RedisStore, runtime, proxy, queue: TaskQueue, settings: 
         return repairs
 
 
-def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore, runtime,
-            proxy, queue: TaskQueue, settings: Settings) -> None:
+def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore,
+            runtime: Runtime, proxy: Proxy, queue: TaskQueue, settings: Settings) -> None:
     for server_id, why in repairs.remove_containers.items():
         log.info("reconcile: removing the containers of %s: %s", server_id, why)
         runtime.remove_server(server_id)
@@ -146,14 +154,14 @@ def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore, 
         if store.servers.transition(server_id, [ServerStatus.READY],
                                    status=ServerStatus.FAILED, error=why, stopped_at=utcnow()):
             log.info("reconcile: server %s failed: %s", server_id, why)
-            proxy.remove_route(server_base_url(server_id))
+            proxy.remove_route(server_path(server_id))
             runtime.remove_server(server_id)
     for server_id in repairs.relaunch:
         queue.enqueue(LAUNCH.name, server_id)
     for server_id in repairs.restop:
         queue.enqueue(STOP.name, server_id)
     for server_id in repairs.add_routes:
-        proxy.add_route(server_base_url(server_id), servers[server_id].target, server=server_id)
+        proxy.add_route(server_path(server_id), servers[server_id].target, server=server_id)
     for path, why in repairs.remove_routes.items():
         log.info("reconcile: removing route %s: %s", path, why)
         proxy.remove_route(path)
@@ -161,7 +169,8 @@ def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore, 
         fail_build(build_id, why, store=store, settings=settings)
 
 
-def _adopt(server_id: str, *, store: RedisStore, runtime, proxy, settings: Settings) -> None:
+def _adopt(server_id: str, *, store: RedisStore, runtime: Runtime, proxy: Proxy,
+           settings: Settings) -> None:
     """A server record rebuilt from a running container's labels, routed again.
 
     A pooled one is taken as claimed: after Redis was lost nobody can tell whether it was
@@ -180,5 +189,5 @@ def _adopt(server_id: str, *, store: RedisStore, runtime, proxy, settings: Setti
                     claimed_at=now if pooled else None, ready_at=now, last_activity=now,
                     status_changed_at=now, url=server_url(settings, server_id), target=target)
     store.servers.adopt(server)
-    proxy.add_route(server_base_url(server_id), target, server=server_id)
+    proxy.add_route(server_path(server_id), target, server=server_id)
     log.info("reconcile: adopted server %s of staging %s", server_id, server.staging)

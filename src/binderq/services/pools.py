@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import timedelta
 
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import CapacityExceeded, FieldError, InvalidInput, NotFound
+from binderq.domain.lifecycle import cull_deadline, cull_limits
 from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus, utcnow
 from binderq.domain.pools import (
     FAILURES_BEFORE_BACKOFF,
@@ -17,7 +17,7 @@ from binderq.domain.pools import (
     plan_pool,
 )
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
-from binderq.services.ports import TaskQueue
+from binderq.services.ports import Runtime, TaskQueue
 from binderq.services.servers import Launch
 from binderq.services.stagings import get_staging
 from binderq.settings import Settings
@@ -115,7 +115,7 @@ def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
     claim = store.pools.claim(
         staging.name, queued_ttl=QUEUED_TTL, expected_version=staging.version,
         claimed_at=now, last_activity=now,
-        cull_at=now + timedelta(seconds=min(staging.cull_timeout, staging.max_age)),
+        cull_at=cull_deadline(handed_out=now, last_activity=now, limits=cull_limits(staging)),
     )
     if claim is None:
         return None
@@ -134,7 +134,7 @@ def request_replenish(staging_name: str, *, store: RedisStore, queue: TaskQueue)
 # -- worker side --------------------------------------------------------------------------
 
 
-def replenish_pool(staging_name: str, *, store: RedisStore, runtime, queue: TaskQueue,
+def replenish_pool(staging_name: str, *, store: RedisStore, runtime: Runtime, queue: TaskQueue,
                    settings: Settings) -> PoolPlan | None:
     """Observe the pool, its containers and the staging; decide; act. Under a lock.
 
@@ -159,14 +159,14 @@ def replenish_pool(staging_name: str, *, store: RedisStore, runtime, queue: Task
     return plan
 
 
-def upkeep_all_pools(*, store: RedisStore, runtime, queue: TaskQueue,
+def upkeep_all_pools(*, store: RedisStore, runtime: Runtime, queue: TaskQueue,
                      settings: Settings) -> dict[str, PoolPlan | None]:
     """Replenish every pool (celery beat runs this)."""
     return {name: replenish_pool(name, store=store, runtime=runtime, queue=queue,
                                  settings=settings) for name in store.pools.names()}
 
 
-def _upkeep_once(staging_name: str, *, store: RedisStore, runtime, queue: TaskQueue,
+def _upkeep_once(staging_name: str, *, store: RedisStore, runtime: Runtime, queue: TaskQueue,
                  settings: Settings) -> PoolPlan:
     staging = store.stagings.get(staging_name)
     counters = store.pools.counters(staging_name)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
-from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import BinderqError, Conflict, LaunchFailed, NotFound
+from binderq.domain.lifecycle import cull_deadline, cull_limits
 from binderq.domain.models import (
     ACTIVE_SERVER_STATUSES,
     Server,
@@ -18,9 +17,9 @@ from binderq.domain.models import (
     utcnow,
 )
 from binderq.domain.pools import FAILURE_WINDOW
-from binderq.domain.spec import ServerSpec, server_base_url, server_spec
+from binderq.domain.spec import ServerSpec, server_path, server_spec
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
-from binderq.services.ports import Proxy, ReadinessProbe, TaskQueue
+from binderq.services.ports import Proxy, ReadinessProbe, Runtime, TaskQueue
 from binderq.settings import Settings
 from binderq.tasks import LAUNCH, STOP
 
@@ -40,7 +39,7 @@ class Launch:
 
 
 def server_url(settings: Settings, server_id: str) -> str:
-    return f"{settings.public_url_base}{server_base_url(server_id)}"
+    return f"{settings.public_url_base}{server_path(server_id)}"
 
 
 # -- API side: validate, write, enqueue ---------------------------------------------------
@@ -89,7 +88,7 @@ def request_stop(server_id: str, *, store: RedisStore, queue: TaskQueue) -> Serv
 # -- worker side: containers, readiness, route --------------------------------------------
 
 
-def launch_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime, proxy: Proxy,
+def launch_server(server_id: str, *, store: RedisStore, runtime: Runtime, proxy: Proxy,
                   probe: ReadinessProbe, settings: Settings) -> Server | None:
     """Start a pending server's containers, wait until its notebook answers, route it.
 
@@ -118,7 +117,7 @@ def launch_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime, 
                        settings=settings)
 
 
-def _start_containers(server: Server, *, store: RedisStore, runtime: DockerRuntime,
+def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
                       probe: ReadinessProbe, settings: Settings) -> tuple[ServerSpec, str]:
     staging = store.stagings.get(server.staging)
     if staging is None:
@@ -148,13 +147,16 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: DockerRunti
     return spec, target
 
 
-def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: DockerRuntime,
+def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: Runtime,
                 proxy: Proxy, settings: Settings) -> Server | None:
     """starting -> ready. A pooled server joins its pool; a cold one's idle clock starts."""
     server_id = server.id
     now = utcnow()
-    idle_clock = {} if server.pooled else {"last_activity": now, "cull_at": _cull_at(server,
-                                                                                      store, now)}
+    idle_clock = {}
+    if not server.pooled:  # handed out now: its idle clock starts
+        limits = cull_limits(store.stagings.get(server.staging))
+        idle_clock = {"last_activity": now,
+                      "cull_at": cull_deadline(handed_out=now, last_activity=now, limits=limits)}
     ready = store.servers.mark_ready(server, url=server_url(settings, server_id), target=target,
                              ready_at=now, **idle_clock)
     if ready is not None:
@@ -166,14 +168,8 @@ def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: Dock
     return current
 
 
-def _cull_at(server: Server, store: RedisStore, now):
-    staging = store.stagings.get(server.staging)
-    timeout = min(staging.cull_timeout, staging.max_age) if staging else 600
-    return now + timedelta(seconds=timeout)
-
-
 def _fail_launch(server_id: str, error: Exception, *, store: RedisStore,
-                 runtime: DockerRuntime, proxy: Proxy) -> Server | None:
+                 runtime: Runtime, proxy: Proxy) -> Server | None:
     reason = str(error) if isinstance(error, BinderqError) else f"unexpected error: {error!r}"
     log.warning("launch of server %s failed: %s", server_id, reason)
     try:
@@ -188,7 +184,7 @@ def _fail_launch(server_id: str, error: Exception, *, store: RedisStore,
     return store.servers.get(server_id)
 
 
-def stop_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime,
+def stop_server(server_id: str, *, store: RedisStore, runtime: Runtime,
                 proxy: Proxy) -> Server | None:
     """Worker side: remove the route, the containers and the network, then mark stopped.
 
@@ -208,10 +204,10 @@ def stop_server(server_id: str, *, store: RedisStore, runtime: DockerRuntime,
     return stopped or store.servers.get(server_id)
 
 
-def _remove_everything(server_id: str, *, runtime: DockerRuntime, proxy: Proxy) -> None:
+def _remove_everything(server_id: str, *, runtime: Runtime, proxy: Proxy) -> None:
     """Remove the route and the containers; try both, then raise the first failure."""
     failures = []
-    for remove in (lambda: proxy.remove_route(server_base_url(server_id)),
+    for remove in (lambda: proxy.remove_route(server_path(server_id)),
                    lambda: runtime.remove_server(server_id)):
         try:
             remove()

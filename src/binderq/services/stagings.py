@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.builds import BuildStatus
 from binderq.domain.errors import Conflict, DependencyDown, FieldError, InvalidInput, NotFound
@@ -18,7 +17,7 @@ from binderq.domain.models import (
     StagingStatus,
     utcnow,
 )
-from binderq.services.ports import TaskQueue
+from binderq.services.ports import Runtime, TaskQueue
 from binderq.tasks import REPLENISH, STAGE
 
 
@@ -89,7 +88,7 @@ def get_staging(name: str, *, store: RedisStore) -> Staging:
     return staging
 
 
-def stage(name: str, version: int, *, store: RedisStore, runtime: DockerRuntime,
+def stage(name: str, version: int, *, store: RedisStore, runtime: Runtime,
           queue: TaskQueue | None = None) -> Staging | None:
     """Worker side: check that the staging's images are on the engine, then mark it."""
     staging = store.stagings.get(name)
@@ -115,7 +114,7 @@ def stage(name: str, version: int, *, store: RedisStore, runtime: DockerRuntime,
     return store.stagings.get(name)
 
 
-def _missing_images(staging: Staging, runtime: DockerRuntime) -> list[str]:
+def _missing_images(staging: Staging, runtime: Runtime) -> list[str]:
     images = [staging.image or "", *(svc.image for svc in staging.services)]
     return [image for image in images if runtime.image(image) is None]
 

@@ -33,8 +33,8 @@ class PoolClaim:
 # and of the current version, stamp the claim, count the hit, and ask for upkeep (queue
 # a replenish if none is queued, else mark the pool dirty). Returns {id, queue it?, fields}.
 # Servers that fail the check stay out of the list for upkeep to retire. A miss is counted
-# when the list runs dry. "Unclaimed" is domain.pools.is_pooled_unclaimed (claimed_at null;
-# every server in the list is pooled); tests/unit/test_store.py checks that they agree.
+# when the list runs dry. "Pooled and unclaimed" is domain.pools.is_pooled_unclaimed (pooled
+# true, claimed_at null); tests/unit/test_store.py checks that they agree.
 _CLAIM = """
 local version = redis.call('HGET', KEYS[2], 'version')
 if not version then return false end
@@ -46,8 +46,10 @@ while true do
     return false
   end
   local server = ARGV[1] .. id
-  local fields = redis.call('HMGET', server, 'status', 'staging_version', 'claimed_at')
-  if fields[1] == '"ready"' and fields[2] == version and fields[3] == 'null' then
+  local fields = redis.call('HMGET', server, 'status', 'staging_version', 'pooled',
+                           'claimed_at')
+  if fields[1] == '"ready"' and fields[2] == version and fields[3] == 'true'
+      and fields[4] == 'null' then
     redis.call('HSET', server, unpack(ARGV, 4))
     redis.call('HINCRBY', KEYS[3], 'hits', 1)
     local queue_it = redis.call('SET', KEYS[4], 1, 'NX', 'EX', tonumber(ARGV[2]))

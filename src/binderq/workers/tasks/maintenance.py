@@ -8,7 +8,7 @@ from celery import shared_task
 
 from binderq.adapters.notebook_probe import last_activity, notebook_status
 from binderq.domain.models import Server
-from binderq.domain.spec import server_base_url
+from binderq.domain.spec import server_path
 from binderq.domain.tokens import server_token
 from binderq.services import lifecycle
 from binderq.tasks import CULL, RECONCILE
@@ -42,5 +42,5 @@ def notebook_activity(server: Server) -> datetime | None:
     if not server.target:
         return None
     token = server_token(worker_context().settings.secret_key, server.id)
-    status = notebook_status(f"{server.target}{server_base_url(server.id)}", token, timeout=2)
+    status = notebook_status(f"{server.target}{server_path(server.id)}", token, timeout=2)
     return last_activity(status) if status else None
