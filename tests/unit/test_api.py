@@ -8,20 +8,8 @@ import pytest
 
 from binderq.domain.tokens import server_token
 from binderq.services import stagings
+from tests.helpers import IMAGE, assert_error_format
 from tests.unit.conftest import OPERATOR
-
-IMAGE = "binderq/notebook:bookworm"
-
-
-def _assert_error_format(response, status):
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.is_json
-    body = response.get_json()
-    assert isinstance(body["message"], str) and body["message"]
-    for error in body.get("errors", []):
-        assert error["code"] in ("missing", "missing_field", "invalid", "already_exists",
-                                 "unprocessable")
-    return body
 
 
 def _ready(client, store, runtime, name="demo", **fields):
@@ -46,7 +34,7 @@ def test_an_unchanged_put_answers_200(client, store, runtime):
 def test_malformed_json_is_400(client, queue):
     response = client.put("/api/stagings/demo", data="{not json",
                           headers={**OPERATOR, "Content-Type": "application/json"})
-    body = _assert_error_format(response, 400)
+    body = assert_error_format(response, 400)
     assert body["message"] == "Problems parsing JSON"
     assert queue.sent == []
 
@@ -55,7 +43,7 @@ def test_malformed_json_is_400(client, queue):
                                      {"Authorization": "Basic b3A6b3A="}])
 def test_operator_calls_without_the_operator_token_are_401(client, headers, queue):
     response = client.put("/api/stagings/demo", json={"image": IMAGE}, headers=headers)
-    _assert_error_format(response, 401)
+    assert_error_format(response, 401)
     assert queue.sent == []
 
 
@@ -66,12 +54,12 @@ def test_bearer_tokens_are_accepted_too(client):
 
 @pytest.mark.parametrize("url", ["/api/stagings/nope", "/api/servers/nope", "/api/tasks/nope"])
 def test_unknown_resources_are_404(client, url):
-    body = _assert_error_format(client.get(url, headers=OPERATOR), 404)
+    body = assert_error_format(client.get(url, headers=OPERATOR), 404)
     assert body["errors"][0]["code"] == "missing"
 
 
 def test_launching_an_unknown_staging_is_404(client):
-    _assert_error_format(client.post("/api/stagings/nope/servers", headers=OPERATOR), 404)
+    assert_error_format(client.post("/api/stagings/nope/servers", headers=OPERATOR), 404)
 
 
 @pytest.mark.parametrize("fields, field", [
@@ -93,7 +81,7 @@ def test_launching_an_unknown_staging_is_404(client):
 ])
 def test_invalid_staging_fields_are_422_naming_the_field(client, fields, field, queue):
     response = client.put("/api/stagings/demo", json=fields, headers=OPERATOR)
-    body = _assert_error_format(response, 422)
+    body = assert_error_format(response, 422)
     assert field in [error["field"] for error in body["errors"]]
     assert all(error["resource"] == "Staging" for error in body["errors"])
     assert queue.sent == []
@@ -102,23 +90,23 @@ def test_invalid_staging_fields_are_422_naming_the_field(client, fields, field, 
 @pytest.mark.parametrize("name", ["a b", "a/b", "-lead", "x" * 64, "é", ".hidden"])
 def test_invalid_staging_names_are_422(client, name):
     response = client.put(f"/api/stagings/{name}", json={"image": IMAGE}, headers=OPERATOR)
-    body = _assert_error_format(response, 422)
+    body = assert_error_format(response, 422)
     assert body["errors"][0]["field"] == "name"
 
 
 def test_missing_field_code_is_missing_field(client):
-    body = _assert_error_format(client.put("/api/stagings/demo", json={}, headers=OPERATOR), 422)
+    body = assert_error_format(client.put("/api/stagings/demo", json={}, headers=OPERATOR), 422)
     assert body["errors"][0]["code"] == "missing_field"
 
 
 def test_a_body_too_large_is_413(client):
     response = client.put("/api/stagings/demo", data="x" * (2 * 1024 * 1024),
                           headers={**OPERATOR, "Content-Type": "application/json"})
-    _assert_error_format(response, 413)
+    assert_error_format(response, 413)
 
 
 def test_a_wrong_method_is_405_in_json(client):
-    _assert_error_format(client.patch("/api/stagings/demo", headers=OPERATOR), 405)
+    assert_error_format(client.patch("/api/stagings/demo", headers=OPERATOR), 405)
 
 
 def test_launch_answers_202_pending_with_its_token_once(client, store, runtime, settings):
@@ -139,8 +127,8 @@ def test_a_server_token_opens_only_its_own_server(client, store, runtime):
     second = client.post("/api/stagings/demo/servers", headers=OPERATOR).get_json()
     own = {"Authorization": f"token {first['token']}"}
     assert client.get(f"/api/servers/{first['id']}", headers=own).status_code == 200
-    _assert_error_format(client.get(f"/api/servers/{second['id']}", headers=own), 401)
-    _assert_error_format(client.get("/api/servers", headers=own), 401)
+    assert_error_format(client.get(f"/api/servers/{second['id']}", headers=own), 401)
+    assert_error_format(client.get("/api/servers", headers=own), 401)
     assert client.delete(f"/api/servers/{first['id']}", headers=own).status_code == 202
 
 
@@ -149,7 +137,7 @@ def test_at_capacity_a_launch_is_429_with_retry_after(client, store, runtime, se
     for _ in range(settings.max_servers):
         assert client.post("/api/stagings/demo/servers", headers=OPERATOR).status_code == 202
     response = client.post("/api/stagings/demo/servers", headers=OPERATOR)
-    _assert_error_format(response, 429)
+    assert_error_format(response, 429)
     assert int(response.headers["Retry-After"]) > 0
 
 
@@ -161,14 +149,14 @@ def test_open_launch_auth_lets_anyone_launch_public_stagings_only(
     _ready(client, store, runtime, name="open", public=True)
     _ready(client, store, runtime, name="closed")
     assert client.post("/api/stagings/open/servers").status_code == 202
-    _assert_error_format(client.post("/api/stagings/closed/servers"), 401)
+    assert_error_format(client.post("/api/stagings/closed/servers"), 401)
     bad = {"Authorization": "token wrong"}
-    _assert_error_format(client.post("/api/stagings/open/servers", headers=bad), 401)
+    assert_error_format(client.post("/api/stagings/open/servers", headers=bad), 401)
 
 
 def test_token_launch_auth_needs_a_token_even_for_public_stagings(client, store, runtime):
     _ready(client, store, runtime, public=True)
-    _assert_error_format(client.post("/api/stagings/demo/servers"), 401)
+    assert_error_format(client.post("/api/stagings/demo/servers"), 401)
 
 
 def test_delete_server_answers_202_stopping_and_queues_the_stop(client, store, runtime, queue):
@@ -182,9 +170,9 @@ def test_delete_server_answers_202_stopping_and_queues_the_stop(client, store, r
 def test_delete_staging_with_servers_is_409_unless_forced(client, store, runtime):
     _ready(client, store, runtime)
     client.post("/api/stagings/demo/servers", headers=OPERATOR)
-    _assert_error_format(client.delete("/api/stagings/demo", headers=OPERATOR), 409)
+    assert_error_format(client.delete("/api/stagings/demo", headers=OPERATOR), 409)
     assert client.delete("/api/stagings/demo?force=true", headers=OPERATOR).status_code == 204
-    _assert_error_format(client.get("/api/stagings/demo", headers=OPERATOR), 404)
+    assert_error_format(client.get("/api/stagings/demo", headers=OPERATOR), 404)
 
 
 def test_servers_list_filters_by_staging_and_status(client, store, runtime):
@@ -193,7 +181,7 @@ def test_servers_list_filters_by_staging_and_status(client, store, runtime):
     listed = client.get("/api/servers?staging=demo&status=pending", headers=OPERATOR)
     assert len(listed.get_json()) == 1
     assert client.get("/api/servers?status=ready", headers=OPERATOR).get_json() == []
-    _assert_error_format(client.get("/api/servers?status=sleepy", headers=OPERATOR), 422)
+    assert_error_format(client.get("/api/servers?status=sleepy", headers=OPERATOR), 422)
 
 
 def test_tasks_report_their_state(client, queue):
@@ -230,27 +218,27 @@ def test_user_tokens_launch_with_the_launch_scope_only_and_can_be_revoked(client
     assert body["token"] not in str(store.redis.keys("*"))  # only its hash is stored
     launcher = {"Authorization": f"token {body['token']}"}
     assert client.post("/api/stagings/demo/servers", headers=launcher).status_code == 202
-    _assert_error_format(client.get("/api/stagings", headers=launcher), 403)
+    assert_error_format(client.get("/api/stagings", headers=launcher), 403)
 
     builder = client.post("/api/tokens", json={"scopes": ["build"]}, headers=OPERATOR)
     builder_auth = {"Authorization": f"token {builder.get_json()['token']}"}
-    _assert_error_format(client.post("/api/stagings/demo/servers", headers=builder_auth), 403)
+    assert_error_format(client.post("/api/stagings/demo/servers", headers=builder_auth), 403)
 
     assert client.delete(f"/api/tokens/{body['id']}", headers=OPERATOR).status_code == 204
-    _assert_error_format(client.post("/api/stagings/demo/servers", headers=launcher), 401)
-    _assert_error_format(client.delete(f"/api/tokens/{body['id']}", headers=OPERATOR), 404)
+    assert_error_format(client.post("/api/stagings/demo/servers", headers=launcher), 401)
+    assert_error_format(client.delete(f"/api/tokens/{body['id']}", headers=OPERATOR), 404)
 
 
 @pytest.mark.parametrize("fields", [{"scopes": ["root"]}, {"scopes": []}, {}])
 def test_tokens_with_unknown_or_no_scopes_are_422(client, fields):
-    _assert_error_format(client.post("/api/tokens", json=fields, headers=OPERATOR), 422)
+    assert_error_format(client.post("/api/tokens", json=fields, headers=OPERATOR), 422)
 
 
 @pytest.mark.parametrize("token_id", ["*", "?" * 16, "[0-9a-f]*"])
 def test_a_token_id_that_is_a_pattern_revokes_nothing(client, store, token_id):
     issued = client.post("/api/tokens", json={"scopes": ["launch"]}, headers=OPERATOR)
     url = f"/api/tokens/{quote(token_id, safe='')}"
-    _assert_error_format(client.delete(url, headers=OPERATOR), 404)
+    assert_error_format(client.delete(url, headers=OPERATOR), 404)
     launcher = {"Authorization": f"token {issued.get_json()['token']}"}
     assert client.post("/api/stagings/nope/servers", headers=launcher).status_code == 404
 

@@ -10,10 +10,9 @@ import pytest
 
 from binderq.api import create_app
 from binderq.domain.tokens import hash_token, server_token
-from binderq.services import pools, servers, stagings
-from tests.fakes import answering_probe
+from binderq.services import pools
+from tests.helpers import ready_staging, run_queued_launches
 
-IMAGE = "binderq/notebook:bookworm"
 ALLOWED, UNAUTHORIZED, FORBIDDEN = "allowed", 401, 403
 ROLES = ("anonymous", "server token", "bad token", "user with launch", "user without launch",
          "operator")
@@ -53,15 +52,10 @@ def _outcome(response) -> str | int:
 
 def _pooled_staging(store, queue, runtime, proxy, settings, *, public: bool) -> None:
     """Staging demo, ready, with one server waiting in its pool."""
-    change = stagings.put_staging("demo", {"image": IMAGE, "public": public}, store=store,
-                                  queue=queue)
-    stagings.stage("demo", change.staging.version, store=store, runtime=runtime)
+    ready_staging(store, queue, runtime, public=public)
     pools.set_pool_size("demo", 1, store=store, queue=queue, settings=settings)
     pools.replenish_pool("demo", store=store, runtime=runtime, queue=queue, settings=settings)
-    for name, args, _ in list(queue.sent):
-        if name == "binderq.servers.launch":
-            servers.launch_server(args[0], store=store, runtime=runtime, proxy=proxy,
-                                  probe=answering_probe, settings=settings)
+    run_queued_launches(store, queue, runtime, proxy, settings)
     assert store.pools.ready_count("demo") == 1
 
 
