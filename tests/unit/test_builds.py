@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import timedelta
 
@@ -24,6 +23,7 @@ from binderq.domain.errors import DependencyDown, InvalidInput, TooManyBuilds
 from binderq.domain.models import utcnow
 from binderq.services import lifecycle
 from binderq.services.builds import follow_build, request_build, stage_built
+from tests.fakes import FakeGit
 from tests.unit.conftest import OPERATOR
 
 BASE = "binderq/notebook:bookworm"
@@ -108,13 +108,6 @@ def test_following_a_quiet_build_yields_empty_batches_for_keepalives(store):
 
 def test_following_a_build_that_vanished_ends(store):
     assert list(follow_build("gone", store=store, quiet_ms=10)) == []
-
-
-class FakeGit:
-    """Resolves every ref to a commit named after the repository."""
-
-    def resolve(self, repo: str, ref: str) -> str:
-        return hashlib.sha1(f"{repo}@{ref}".encode()).hexdigest()
 
 
 def _request(repo, *, store, queue, settings):
