@@ -3,7 +3,6 @@ server runs (limits, labels, networks, removal) does. Images are built by docker
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,8 +28,6 @@ from binderq.domain.spec import (
     container_name,
     published_binding,
 )
-
-log = logging.getLogger(__name__)
 
 # Seconds to wait for a network's containers to be detached before removing it fails.
 NETWORK_DETACH_WAIT = 10.0
