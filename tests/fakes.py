@@ -5,11 +5,15 @@ Every adapter also has tests against the real service under tests/integration.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from binderq.adapters.docker_builder import BuildLimits
 from binderq.adapters.docker_runtime import ContainerState, ImageInfo
-from binderq.domain.errors import DependencyDown, LaunchFailed
+from binderq.domain.errors import BuildFailed, DependencyDown, LaunchFailed
 from binderq.domain.spec import ServerSpec
 
 
@@ -98,6 +102,59 @@ class FakeRuntime:
         (container,) = [c for c in self.containers.values()
                         if c.server_id == server_id and c.role == "notebook"]
         return container.labels, "http://127.0.0.1:45678"
+
+
+@dataclass
+class FakeBuilder:
+    """Builds a Dockerfile one line a step, logging "Step n/m : line". A step `RUN false`
+    fails as docker's does; a Dockerfile whose last line is not a LABEL fails as an image
+    without its provenance labels does. during_step runs after each step is logged (to
+    cancel a build meanwhile, say)."""
+
+    images: dict[str, dict[str, str]] = field(default_factory=dict)  # tag -> labels
+    dockerfiles: list[str] = field(default_factory=list)
+    during_step: Callable[[], None] = lambda: None
+
+    def build_image(self, context: Path, dockerfile: str, tag: str, *,
+                    expected_labels: dict[str, str], limits: BuildLimits,
+                    on_line: Callable[[str], None],
+                    should_stop: Callable[[], bool] = lambda: False) -> str:
+        self.dockerfiles.append(dockerfile)
+        steps = dockerfile.strip().splitlines()
+        for number, step in enumerate(steps, 1):
+            on_line(f"Step {number}/{len(steps)} : {step}")
+            self.during_step()
+            if should_stop():
+                raise BuildFailed("the build was stopped")
+            if step == "RUN false":
+                raise BuildFailed("The command '/bin/sh -c false' returned a non-zero code: 1")
+        if not steps[-1].startswith("LABEL "):
+            raise BuildFailed("the image lacks its provenance labels")
+        self.images[tag] = dict(expected_labels)
+        return "sha256:" + hashlib.sha256(dockerfile.encode()).hexdigest()
+
+    def remove_image(self, tag: str) -> None:
+        self.images.pop(tag, None)
+
+
+@dataclass
+class FakeGit:
+    """Resolves every ref to a commit named after the repository and ref; a fetch writes
+    files (path -> content) as the checkout."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    fetched: list[tuple[str, str]] = field(default_factory=list)
+
+    def resolve(self, repo: str, ref: str) -> str:
+        return hashlib.sha1(f"{repo}@{ref}".encode()).hexdigest()
+
+    def fetch(self, repo: str, commit: str, dest: Path) -> Path:
+        self.fetched.append((repo, commit))
+        for path, content in self.files.items():
+            (dest / path).parent.mkdir(parents=True, exist_ok=True)
+            (dest / path).write_bytes(content)
+        dest.mkdir(parents=True, exist_ok=True)
+        return dest
 
 
 @dataclass

@@ -7,6 +7,7 @@ from celery import Celery
 from flask import Flask
 
 from binderq.adapters.chp_proxy import ChpProxy
+from binderq.adapters.docker_builder import DockerBuilder
 from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
 from binderq.settings import Settings
@@ -21,6 +22,10 @@ def build_store(settings: Settings) -> RedisStore:
 def build_runtime(settings: Settings) -> DockerRuntime:
     return DockerRuntime(instance=settings.instance, publish_ip=settings.publish_ip,
                          docker_host=settings.docker_host)
+
+
+def build_builder(settings: Settings) -> DockerBuilder:
+    return DockerBuilder(docker_host=settings.docker_host)
 
 
 def build_proxy(settings: Settings) -> ChpProxy:

@@ -123,28 +123,10 @@ def test_listing_and_removing_race_with_concurrent_removals(clean_runtime, noteb
     assert clean_runtime.server_containers() == []
 
 
-@pytest.mark.parametrize("directive", ["", "# escape=`\n"])
-def test_build_labels_reach_the_image_exactly_whatever_they_hold(clean_runtime, notebook_image,
-                                                                  tmp_path, directive):
-    labels = {"binderq.build.repo": 'https://h/a "b" $HOME \\ `x`', "binderq.build.id": "b1"}
-    tag = f"binderq-test/labels:{'directive' if directive else 'plain'}"
-    lines: list[str] = []
-    try:
-        clean_runtime.build_image(tmp_path, f"{directive}FROM {notebook_image}\n", tag,
-                                  labels=labels, memory=256 * 1024**2, cpu_shares=512,
-                                  timeout=60, on_line=lambda line: lines.append(line) or True)
-        image = clean_runtime.client.images.get(tag)
-        assert {key: image.labels.get(key) for key in labels} == labels
-        assert sum(line.startswith("Step ") for line in lines) == 2  # FROM, one LABEL
-    finally:
-        clean_runtime.remove_image(tag)
-
-
-def test_a_dockerfile_that_swallows_the_label_step_fails_and_leaves_no_image(
-        clean_runtime, notebook_image, tmp_path):
-    tag = "binderq-test/labels:swallowed"
-    with pytest.raises(LaunchFailed, match="line continuation"):
-        clean_runtime.build_image(tmp_path, f"FROM {notebook_image}\nRUN echo \\\n", tag,
-                                  labels={"binderq.build.id": "b1"}, memory=256 * 1024**2,
-                                  cpu_shares=512, timeout=60, on_line=lambda line: None)
-    assert clean_runtime.client.images.list(name=tag) == []
+def test_a_container_removed_mid_launch_fails_the_launch_saying_so(clean_runtime,
+                                                                   notebook_image, instance):
+    spec = _spec(notebook_image, "rt7", instance, command=["sleep", "300"])
+    clean_runtime.start_server(spec)
+    clean_runtime.client.containers.get(spec.notebook.name).remove(force=True)
+    with pytest.raises(LaunchFailed, match="container vanished while starting"):
+        clean_runtime.published_address(spec.notebook.name, 8888)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import timedelta
 
 import pytest
 
+from binderq.adapters.git_source import GitSource, RepositoryError
 from binderq.adapters.redis_store import Keys
 from binderq.api import create_app
 from binderq.domain.builds import (
@@ -23,6 +23,7 @@ from binderq.domain.errors import DependencyDown, InvalidInput, TooManyBuilds
 from binderq.domain.models import utcnow
 from binderq.services import lifecycle
 from binderq.services.builds import follow_build, request_build, stage_built
+from tests.fakes import FakeGit
 from tests.unit.conftest import OPERATOR
 
 BASE = "binderq/notebook:bookworm"
@@ -107,13 +108,6 @@ def test_following_a_quiet_build_yields_empty_batches_for_keepalives(store):
 
 def test_following_a_build_that_vanished_ends(store):
     assert list(follow_build("gone", store=store, quiet_ms=10)) == []
-
-
-class FakeGit:
-    """Resolves every ref to a commit named after the repository."""
-
-    def resolve(self, repo: str, ref: str) -> str:
-        return hashlib.sha1(f"{repo}@{ref}".encode()).hexdigest()
 
 
 def _request(repo, *, store, queue, settings):
@@ -298,3 +292,29 @@ def test_reconcile_fails_lost_builds_and_frees_their_places(store, runtime, prox
     lost = store.builds.get("lost")
     assert lost.status == BuildStatus.FAILED and "BINDERQ_BUILD_TIMEOUT" in lost.error
     assert [build.id for build in store.builds.in_progress()] == ["alive"]
+
+
+def _no_such_host(host: str) -> list[str]:
+    raise OSError(f"Name or service not known: {host}")
+
+
+class NoSuchRef(FakeGit):
+    def resolve(self, repo: str, ref: str) -> str:
+        raise RepositoryError(f"no branch or tag {ref!r} in {repo}", field="ref")
+
+
+@pytest.mark.parametrize("git, field, words", [
+    (GitSource(allow_local=False, resolve_host=_no_such_host), "repo", "cannot resolve h.test"),
+    (NoSuchRef(), "ref", "no branch or tag 'main'"),
+])
+def test_an_unusable_repository_is_refused_against_the_field_at_fault(
+        settings, store, queue, proxy, git, field, words):
+    app = create_app(settings, store=store, queue=queue, proxy=proxy, git=git)
+    answer = app.test_client().post("/api/builds", json={"repo": "https://h.test/r",
+                                                         "ref": "main"}, headers=OPERATOR)
+    assert answer.status_code == 422
+    body = answer.get_json()
+    assert words in body["message"]
+    assert body["errors"] == [{"resource": "Build", "field": field, "code": "unprocessable",
+                               "message": body["message"]}]
+    assert store.builds.recent(10) == [] and queue.sent == []

@@ -4,13 +4,12 @@ for public and private stagings, under open and token launch auth."""
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
 from binderq.api import create_app
 from binderq.domain.tokens import hash_token, server_token
 from binderq.services import pools
+from tests.fakes import FakeGit
 from tests.helpers import ready_staging, run_queued_launches
 
 ALLOWED, UNAUTHORIZED, FORBIDDEN = "allowed", 401, 403
@@ -26,11 +25,6 @@ NEEDS_LAUNCH_SCOPE = {"anonymous": UNAUTHORIZED, "server token": UNAUTHORIZED,
                       "user without launch": FORBIDDEN, "operator": ALLOWED}
 EXPECTED = {("open", True): OPEN_PUBLIC, ("open", False): NEEDS_LAUNCH_SCOPE,
             ("token", True): NEEDS_LAUNCH_SCOPE, ("token", False): NEEDS_LAUNCH_SCOPE}
-
-
-class FakeGit:
-    def resolve(self, repo: str, ref: str) -> str:
-        return hashlib.sha1(f"{repo}@{ref}".encode()).hexdigest()
 
 
 def _door_answers(client, door: str, headers: dict[str, str]):

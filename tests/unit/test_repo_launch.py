@@ -3,8 +3,6 @@ or by the server failing or vanishing, with a `failed` event a person can act on
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
 from binderq.domain.access import Caller
@@ -18,15 +16,10 @@ from binderq.services.repo_launch import (
     build_and_launch,
     staging_name,
 )
-from tests.fakes import answering_probe
+from tests.fakes import FakeGit, answering_probe
 
 REPO = "https://github.com/org/repo"
 OPERATOR = Caller(token="operator-secret", is_operator=True)
-
-
-class FakeGit:
-    def resolve(self, repo: str, ref: str) -> str:
-        return hashlib.sha1(f"{repo}@{ref}".encode()).hexdigest()
 
 
 class FakeClock:

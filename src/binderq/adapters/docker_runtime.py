@@ -1,51 +1,39 @@
-"""The Docker engine, through the docker SDK: the only module that imports docker."""
+"""Containers and networks of binderq servers on the Docker engine: changes when how a
+server runs (limits, labels, networks, removal) does. Images are built by docker_builder."""
 
 from __future__ import annotations
 
-import functools
-import logging
-import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import docker.errors
-import requests
 
-from binderq.domain.builds import with_labels
-from binderq.domain.errors import DependencyDown, LaunchFailed
+from binderq.adapters.docker_engine import (
+    EngineConnection,
+    engine_errors_as,
+    engine_trouble,
+    ignore_gone,
+    short,
+)
+from binderq.domain.errors import BinderqError, DependencyDown, LaunchFailed
 from binderq.domain.spec import (
     LABEL_INSTANCE,
     LABEL_ROLE,
     LABEL_SERVER,
     ContainerSpec,
     ServerSpec,
+    container_name,
+    published_binding,
 )
-
-T = TypeVar("T")
-log = logging.getLogger(__name__)
-
-# Capabilities no notebook needs; the rest of Docker's default set stays, because images
-# built from users' Dockerfiles may start as root and chown their home, as docker-stacks do.
-# The classic builder names each step's image: " ---> 1a2b3c4d5e6f".
-_STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12})$")
-
-# ... and its step's container: " ---> Running in 1a2b3c4d5e6f".
-_STEP_CONTAINER = re.compile(r"^ ---> Running in ([0-9a-f]{12})$")
-
-# Seconds between asking whether a running build should stop.
-STOP_CHECK_EVERY = 1.0
-
-# Seconds a failed build waits for dockerd to let go of the images it made.
-HALF_IMAGE_WAIT = 15.0
 
 # Seconds to wait for a network's containers to be detached before removing it fails.
 NETWORK_DETACH_WAIT = 10.0
 
+# Capabilities no notebook needs; the rest of Docker's default set stays, because images
+# built from users' Dockerfiles may start as root and chown their home, as docker-stacks do.
 _DROPPED_CAPABILITIES = ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"]
 
 
@@ -78,42 +66,33 @@ class ContainerState:
         return f"its state is {self.status}"
 
 
-def _engine_errors_as_ours(method: Callable[..., T]) -> Callable[..., T]:
-    @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return method(*args, **kwargs)
-        except docker.errors.APIError:
-            raise
-        except (docker.errors.DockerException, requests.RequestException) as error:
-            raise DependencyDown("Docker engine", _short(error)) from error
-
-    return wrapper
+def _launch_refused(error: docker.errors.APIError) -> BinderqError:
+    """The engine refused a step of a launch: a 404 means that what the launch made (the
+    container, its network) was removed meanwhile, by a stop or by hand."""
+    if isinstance(error, docker.errors.NotFound):
+        return LaunchFailed(f"the server's container vanished while starting (it or its "
+                            f"network was removed meanwhile): {short(error)}")
+    return LaunchFailed(f"Docker refused to start the server: {short(error)}")
 
 
 class DockerRuntime:
-    """Containers, networks and images of binderq servers on one Docker engine."""
+    """Containers and networks of binderq servers on one Docker engine."""
 
     def __init__(self, *, instance: str, publish_ip: str = "127.0.0.1",
                  docker_host: str = "", timeout: float = 30.0) -> None:
         self.instance = instance
         self.publish_ip = publish_ip
-        self._docker_host = docker_host
-        self._timeout = timeout
-        self._client: docker.DockerClient | None = None
+        self._engine = EngineConnection(docker_host=docker_host, timeout=timeout)
 
     @property
     def client(self) -> docker.DockerClient:
-        if self._client is None:
-            self._client = _connect(self._docker_host, self._timeout)
-        return self._client
+        return self._engine.client
 
-    @_engine_errors_as_ours
     def ping(self, timeout: float = 1.5) -> bool:
         """Whether the engine answers, within timeout seconds (for health checks)."""
-        return bool(_connect(self._docker_host, timeout).ping())
+        return self._engine.ping(timeout)
 
-    @_engine_errors_as_ours
+    @engine_errors_as(engine_trouble)
     def image(self, reference: str) -> ImageInfo | None:
         """The image on the engine, or None when the engine does not have it."""
         try:
@@ -122,7 +101,7 @@ class DockerRuntime:
             return None
         return ImageInfo(id=image.id, labels=dict(image.labels or {}))
 
-    @_engine_errors_as_ours
+    @engine_errors_as(_launch_refused)
     def start_server(self, spec: ServerSpec) -> None:
         """Create (or find) and start every container of a server on its own network.
 
@@ -134,123 +113,29 @@ class DockerRuntime:
             if container.status != "running":
                 container.start()
 
-    @_engine_errors_as_ours
+    @engine_errors_as(_launch_refused)
     def published_address(self, container_name: str, port: int) -> tuple[str, int]:
         """(host ip, host port) that the container's port is published on."""
         container = self.client.containers.get(container_name)
-        bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []
-        if not bindings:
+        address = published_binding(container.attrs["NetworkSettings"]["Ports"] or {}, port)
+        if address is None:
             raise LaunchFailed(f"container {container_name} publishes no port {port}")
-        return bindings[0]["HostIp"], int(bindings[0]["HostPort"])
+        return address
 
-    @_engine_errors_as_ours
-    def build_image(self, context: Path, dockerfile: str, tag: str, *, labels: dict[str, str],
-                    memory: int, cpu_shares: int, timeout: float,
-                    on_line: Callable[[str], None],
-                    should_stop: Callable[[], bool] = lambda: False) -> str:
-        """docker build of context with dockerfile (its text); on_line gets each log line.
-        should_stop is asked every STOP_CHECK_EVERY seconds: once it says yes, the step
-        running then is killed, silent or not, and the build ends. A build that talks past
-        timeout seconds is stopped (a silent one is stopped by the task's time limit).
-        Returns the image id; LaunchFailed on failure, and no half-image is left."""
-        (context / ".binderq.Dockerfile").write_text(with_labels(dockerfile, labels))
-        made: list[str] = []  # images of the steps, to remove if the build fails
-        deadline = time.monotonic() + timeout
-        watch = _StopWatch(should_stop, self._kill_step)
-        stream = self._start_build(
-            path=str(context), dockerfile=".binderq.Dockerfile", tag=tag,
-            rm=True, forcerm=True, decode=True, pull=False,
-            container_limits={"memory": memory, "memswap": memory, "cpushares": cpu_shares})
-        watch.start()
-        try:
-            for chunk in stream:
-                if watch.stopped:
-                    raise LaunchFailed("the build was stopped")
-                if "error" in chunk:
-                    raise LaunchFailed(_step_error(str(chunk["error"]).strip(), memory))
-                if time.monotonic() > deadline:
-                    raise LaunchFailed(f"the build exceeded its time limit of {timeout:g} s")
-                text = chunk.get("stream") or chunk.get("status") or ""
-                for line in text.splitlines():
-                    made += _STEP_IMAGE.findall(line)
-                    watch.step_container(_STEP_CONTAINER.findall(line))
-                    if line.strip():
-                        on_line(line)
-            if watch.stopped:
-                raise LaunchFailed("the build was stopped")
-        except (docker.errors.APIError, docker.errors.BuildError,
-                docker.errors.InvalidRepository) as error:
-            watch.finish()
-            self._abandon(stream, made)
-            raise LaunchFailed(_short(error)) from error
-        except BaseException:  # stopped, cancelled, timed out: no half-image stays
-            watch.finish()
-            self._abandon(stream, made)
-            raise
-        watch.finish()
-        stream.close()
-        image = self.client.images.get(tag)
-        if any(image.labels.get(key) != value for key, value in labels.items()):
-            self.remove_image(tag)  # its LABEL step never ran: no image without provenance
-            raise LaunchFailed("the image lacks its provenance labels: does the Dockerfile's "
-                               "last line end with a line continuation?")
-        return image.id
-
-    def _kill_step(self, container_id: str) -> None:
-        """Kill a build step's container; the classic builder then fails that step."""
-        try:
-            self.client.api.kill(container_id)
-        except docker.errors.APIError as error:  # it ended meanwhile, or is gone
-            log.info("build step %s was not killed: %s", container_id, _short(error))
-
-    def _abandon(self, stream: Any, image_ids: list[str]) -> None:
-        """Stop a build (closing its connection makes dockerd cancel it and remove its step
-        container), then remove the untagged images it made. Tagged ones (the base image)
-        and ones other images stand on stay."""
-        stream.close()
-        self.client.api.close()
-        deadline = time.monotonic() + HALF_IMAGE_WAIT
-        for image_id in reversed(image_ids):
-            while True:
-                try:
-                    if self.client.images.get(image_id).tags:
-                        break
-                    self.client.api.remove_image(image_id)
-                    break
-                except docker.errors.NotFound:
-                    break
-                except docker.errors.APIError as error:
-                    # 409 while the cancelled step's container still uses the image
-                    if error.status_code != 409 or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.2)
-
-    def _start_build(self, **arguments: Any) -> Any:
-        try:
-            return self.client.api.build(**arguments)
-        except (docker.errors.APIError, docker.errors.DockerException) as error:
-            if isinstance(error, docker.errors.APIError) or "reference" in str(error):
-                raise LaunchFailed(f"docker refused the build: {_short(error)}") from error
-            raise
-
-    @_engine_errors_as_ours
-    def remove_image(self, tag: str) -> None:
-        _ignore_gone(lambda: self.client.api.remove_image(tag, force=True))
-
-    @_engine_errors_as_ours
+    @engine_errors_as(engine_trouble)
     def adoption_facts(self, server_id: str) -> tuple[dict[str, str], str]:
         """Labels and proxy target of a server's running notebook container."""
         try:
-            container = self.client.containers.get(f"{self.instance}-{server_id}")
+            container = self.client.containers.get(container_name(self.instance, server_id))
         except docker.errors.NotFound as error:
             raise LaunchFailed(f"server {server_id} has no notebook container") from error
-        ports = container.attrs["NetworkSettings"]["Ports"] or {}
-        bindings = [binding for found in ports.values() for binding in (found or [])]
-        if not bindings:
+        address = published_binding(container.attrs["NetworkSettings"]["Ports"] or {})
+        if address is None:
             raise LaunchFailed(f"container {container.name} publishes no port")
-        return dict(container.labels), f"http://{bindings[0]['HostIp']}:{bindings[0]['HostPort']}"
+        host, port = address
+        return dict(container.labels), f"http://{host}:{port}"
 
-    @_engine_errors_as_ours
+    @engine_errors_as(engine_trouble)
     def container_state(self, container_name: str) -> ContainerState | None:
         try:
             container = self.client.containers.get(container_name)
@@ -258,7 +143,7 @@ class DockerRuntime:
             return None
         return _state(container)
 
-    @_engine_errors_as_ours
+    @engine_errors_as(engine_trouble)
     def logs_tail(self, container_name: str, lines: int = 20) -> str:
         try:
             container = self.client.containers.get(container_name)
@@ -266,17 +151,17 @@ class DockerRuntime:
             return ""
         return container.logs(tail=lines).decode(errors="replace")
 
-    @_engine_errors_as_ours
+    @engine_errors_as(engine_trouble)
     def remove_server(self, server_id: str) -> None:
         """Remove every container and the network of a server; gone already is fine."""
         self._remove_labelled(self._server_label(server_id))
 
-    @_engine_errors_as_ours
+    @engine_errors_as(engine_trouble)
     def server_containers(self) -> list[ContainerState]:
         """Every notebook and service container of this binderq instance."""
         return [_listed_state(entry) for entry in self._list([self._instance_label])]
 
-    @_engine_errors_as_ours
+    @engine_errors_as(engine_trouble)
     def remove_instance(self) -> None:
         """Remove every container and network of this instance (tests, `binderq up`'s end)."""
         self._remove_labelled([self._instance_label])
@@ -295,7 +180,7 @@ class DockerRuntime:
 
     def _remove_labelled(self, labels: list[str]) -> None:
         """Remove the labelled containers, then their networks; try all, raise the first."""
-        removals = [lambda cid=entry["Id"]: _ignore_gone(
+        removals = [lambda cid=entry["Id"]: ignore_gone(
             lambda: self.client.api.remove_container(cid, force=True, v=True))
             for entry in self._list(labels)]
         failures = _run_all(removals)
@@ -311,12 +196,12 @@ class DockerRuntime:
         deadline = time.monotonic() + NETWORK_DETACH_WAIT
         while True:
             try:
-                _ignore_gone(lambda: self.client.api.remove_network(network_id))
+                ignore_gone(lambda: self.client.api.remove_network(network_id))
                 return
             except docker.errors.APIError as error:
                 if error.status_code != 403 or time.monotonic() > deadline:
                     raise DependencyDown("Docker engine", f"network {name} could not be "
-                                         f"removed: {_short(error)}") from error
+                                         f"removed: {short(error)}") from error
                 time.sleep(0.1)
 
     def _ensure_network(self, name: str, labels: dict[str, str]) -> Any:
@@ -331,13 +216,13 @@ class DockerRuntime:
         except docker.errors.APIError as error:
             if error.status_code == 409:  # a concurrent retry made it first
                 return self.client.networks.get(name)
-            if "address pool" in _short(error) or "non-overlapping" in _short(error):
+            if "address pool" in short(error) or "non-overlapping" in short(error):
                 raise LaunchFailed(
                     "the Docker engine has no address range left for another server network; "
                     "start dockerd with a larger --default-address-pool (see "
                     "docs/operations.md)") from error
             raise LaunchFailed(f"Docker could not create network {name}: "
-                               f"{_short(error)}") from error
+                               f"{short(error)}") from error
 
     def _find_or_create(self, spec: ContainerSpec, network: str) -> Any:
         try:
@@ -351,7 +236,7 @@ class DockerRuntime:
         except docker.errors.APIError as error:
             if error.status_code == 409:  # a concurrent retry created it first
                 return self.client.containers.get(spec.name)
-            raise LaunchFailed(f"Docker refused container {spec.name}: {_short(error)}") from error
+            raise LaunchFailed(f"Docker refused container {spec.name}: {short(error)}") from error
 
     def _create(self, spec: ContainerSpec, network: str) -> Any:
         ports = {f"{spec.port}/tcp": (self.publish_ip, None)} if spec.port else {}
@@ -383,12 +268,6 @@ class DockerRuntime:
         return self.client.containers.get(created["Id"])
 
 
-def _connect(docker_host: str, timeout: float) -> docker.DockerClient:
-    if docker_host:
-        return docker.DockerClient(base_url=docker_host, timeout=timeout)
-    return docker.from_env(timeout=timeout)
-
-
 def _state(container: Any) -> ContainerState:
     labels = dict(container.labels or {})
     state = container.attrs.get("State") or {}
@@ -412,7 +291,7 @@ def _run_all(actions: list[Callable[[], Any]]) -> list[DependencyDown]:
         except DependencyDown as error:
             failures.append(error)
         except docker.errors.DockerException as error:
-            failures.append(DependencyDown("Docker engine", _short(error)))
+            failures.append(DependencyDown("Docker engine", short(error)))
     return failures
 
 
@@ -427,65 +306,3 @@ def _listed_state(entry: dict[str, Any]) -> ContainerState:
         status=entry.get("State", ""),
         labels=labels,
     )
-
-
-def _ignore_gone(action: Callable[[], Any]) -> None:
-    """Run a removal; 404 (gone) and 409 (removal already in progress) mean done."""
-    try:
-        action()
-    except docker.errors.APIError as error:
-        if error.status_code not in (404, 409):
-            raise
-
-
-def _step_error(message: str, memory: int) -> str:
-    """The builder's error, saying so when a step was killed: a SIGKILL we did not send is
-    the kernel's, for the build's memory limit."""
-    if message.endswith("returned a non-zero code: 137"):
-        return (f"{message} (killed: it ran out of the build's memory limit of "
-                f"{memory // 1024**2} MiB, BINDERQ_BUILD_MEMORY)")
-    return message
-
-
-class _StopWatch:
-    """While a build runs, asks should_stop every STOP_CHECK_EVERY seconds; once it says
-    yes, kills the step container running then (or the next one to start), so that a silent
-    step stops too."""
-
-    def __init__(self, should_stop: Callable[[], bool], kill: Callable[[str], None]) -> None:
-        self._should_stop = should_stop
-        self._kill = kill
-        self._container: str | None = None
-        self._finished = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="build-stop", daemon=True)
-        self.stopped = False
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def step_container(self, found: list[str]) -> None:
-        """The builder said which container runs the current step."""
-        if found:
-            self._container = found[-1]
-            if self.stopped:
-                self._kill(found[-1])
-
-    def finish(self) -> None:
-        self._finished.set()
-        self._thread.join(timeout=2 * STOP_CHECK_EVERY)
-
-    def _watch(self) -> None:
-        while not self._finished.wait(STOP_CHECK_EVERY):
-            try:
-                self.stopped = self.stopped or bool(self._should_stop())
-            except Exception:  # noqa: BLE001  (Redis away a moment: ask again next time)
-                log.warning("could not learn whether a build should stop", exc_info=True)
-                continue
-            if self.stopped and self._container:
-                self._kill(self._container)
-                return
-
-
-def _short(error: Exception) -> str:
-    text = getattr(error, "explanation", None) or str(error)
-    return str(text).splitlines()[0][:300]

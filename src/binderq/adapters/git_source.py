@@ -15,20 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from binderq.domain.errors import BinderqError, FieldError, InvalidInput
+from binderq.domain.errors import FieldError, InvalidInput, RepositoryError
 from binderq.domain.repos import address_problem, check_ref, check_repo
+
+__all__ = ["GitSource", "RepositoryError"]  # RepositoryError is the domain's, kept here too
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 SIZE_CHECK_EVERY = 0.2  # seconds between looks at how much a fetch has written
 Resolver = Callable[[str], list[str]]
-
-
-class RepositoryError(BinderqError):
-    """The repository cannot be used: unreachable, no such ref, too large, unsafe."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def _addresses(host: str) -> list[str]:
@@ -56,7 +50,7 @@ class GitSource:
         for name in (f"refs/tags/{ref}^{{}}", f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
             if name in refs:
                 return refs[name]
-        raise RepositoryError(f"no branch or tag {ref!r} in {repo}")
+        raise RepositoryError(f"no branch or tag {ref!r} in {repo}", field="ref")
 
     def fetch(self, repo: str, commit: str, dest: Path) -> Path:
         """Check out one commit of repo into dest, shallowly; dest must not exist."""
@@ -84,7 +78,7 @@ class GitSource:
         try:
             addresses = self._resolve_host(host)
         except OSError as error:
-            raise RepositoryError(f"cannot resolve {host}: {error}") from error
+            raise RepositoryError(f"cannot resolve {host}: {error}", field="repo") from error
         for address in addresses:
             problem = address_problem(ipaddress.ip_address(address.split("%")[0]))
             if problem:

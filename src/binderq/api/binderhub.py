@@ -11,7 +11,6 @@ from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from binderq.adapters.git_source import RepositoryError
 from binderq.api.context import context
 from binderq.api.streams import KEEPALIVE, event_stream, sse
 from binderq.domain.errors import FieldError, InvalidInput
@@ -49,12 +48,9 @@ class BuildAndLaunch(MethodView):
         """Build (or find built), stage and launch a repository, as BinderHub streams it."""
         ctx = context()
         repo, ref = repo_and_ref(provider, spec)
-        try:
-            progress = build_and_launch(repo, ref, caller=ctx.caller(), store=ctx.store,
-                                        queue=ctx.queue, git=ctx.git, settings=ctx.settings,
-                                        cache=ctx.stagings)
-        except RepositoryError as error:
-            raise _invalid("ref", str(error)) from error
+        progress = build_and_launch(repo, ref, caller=ctx.caller(), store=ctx.store,
+                                    queue=ctx.queue, git=ctx.git, settings=ctx.settings,
+                                    cache=ctx.stagings)
         return event_stream(_binderhub_events(progress))
 
 

@@ -10,13 +10,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from binderq.adapters.git_source import RepositoryError
 from binderq.api.context import context
 from binderq.api.stagings import NAME, StagingFieldsSchema, StrictSchema
 from binderq.api.streams import KEEPALIVE, event_stream, sse
 from binderq.domain.access import require_scope
 from binderq.domain.builds import BuildStatus, build_to_dict
-from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.repos import MAX_REF_LENGTH, MAX_REPO_LENGTH
 from binderq.services import builds
 
@@ -79,13 +77,8 @@ class Builds(MethodView):
         ctx = context()
         require_scope(ctx.caller(), "build")
         staging = fields["staging"]
-        try:
-            build = builds.request_build(fields["repo"], fields["ref"], staging,
-                                         store=ctx.store, queue=ctx.queue, git=ctx.git,
-                                         settings=ctx.settings)
-        except RepositoryError as error:
-            raise InvalidInput("Build", message=str(error), errors=[FieldError(
-                "ref", "unprocessable", str(error))]) from error
+        build = builds.request_build(fields["repo"], fields["ref"], staging, store=ctx.store,
+                                     queue=ctx.queue, git=ctx.git, settings=ctx.settings)
         response = jsonify(build_body(build))
         response.status_code = 200 if build.status == BuildStatus.SUCCEEDED else 202
         response.headers["Location"] = f"/api/builds/{build.id}"

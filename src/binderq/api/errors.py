@@ -20,6 +20,7 @@ from binderq.domain.errors import (
     InvalidInput,
     NotFound,
     PoolEmpty,
+    RepositoryError,
     StaleStaging,
     TooManyBuilds,
     Unauthorized,
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 # One table: which domain error is which status.
 STATUS_OF = {
     InvalidInput: 422,
+    RepositoryError: 422,
     NotFound: 404,
     Conflict: 409,
     CapacityExceeded: 429,
@@ -76,6 +78,9 @@ def handle_binderq_error(error: BinderqError) -> ResponseReturnValue:
     errors = None
     if isinstance(error, InvalidInput):
         errors = field_errors(error.resource, error.errors)
+    elif isinstance(error, RepositoryError):
+        errors = field_errors(error.resource, [FieldError(error.field, "unprocessable",
+                                                          error.message)])
     elif isinstance(error, NotFound):
         errors = [{"resource": error.resource, "code": "missing"}]
     elif isinstance(error, Conflict):

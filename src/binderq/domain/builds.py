@@ -198,6 +198,26 @@ def image_name(repo: str, commit: str, spec: BuildSpec) -> str:
     return f"binderq-build/{slug}-{repo_hash}:{commit[:12]}-{spec.spec_hash[:12]}"
 
 
+def provenance_labels(build: Build, *, instance: str) -> dict[str, str]:
+    """The labels a built image carries: where it came from, and which binderq made it."""
+    return {"binderq.build.repo": build.repo, "binderq.build.commit": build.commit,
+            "binderq.build.id": build.id, "binderq.instance": instance}
+
+
+# Keys of a staging request that name or size it, or name its build: not staging fields.
+_NOT_STAGING_FIELDS = ("name", "pool_size", "build")
+
+
+def staging_from_build(build: Build, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fields of a staging of a built image: the given staging fields (a `name`,
+    `pool_size` or `build` among them dropped), the build's image, and its repository and
+    commit as the source (a source among fields adds to that, or overrides it)."""
+    given = {key: value for key, value in (fields or {}).items()
+             if key not in _NOT_STAGING_FIELDS}
+    source = {"repo": build.repo, "commit": build.commit, **given.get("source", {})}
+    return {**given, "image": build.image, "source": source}
+
+
 def cache_key(repo: str, commit: str, base_image: str) -> str:
     """What makes two build requests the same build."""
     return hashlib.sha256(f"{repo}\n{commit}\n{base_image}".encode()).hexdigest()

@@ -108,6 +108,23 @@ class LaunchFailed(BinderqError):
 
 
 @dataclass
+class BuildFailed(BinderqError):
+    """An image could not be built; the message is for the person who asked."""
+
+    message: str
+
+
+@dataclass
+class RepositoryError(BinderqError):
+    """The repository cannot be used: unreachable, no such ref, too large, unsafe (422,
+    against field: `repo` for the repository itself, `ref` for what it holds)."""
+
+    message: str
+    field: str = "ref"
+    resource: str = "Build"
+
+
+@dataclass
 class StaleStaging(BinderqError):
     """The staging changed since the caller read it; read it again and retry."""
 

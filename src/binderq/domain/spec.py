@@ -91,6 +91,21 @@ def container_name(instance: str, server_id: str, service: str | None = None) ->
     return f"{base}-{service}" if service else base
 
 
+# The engine's map of a container's published ports: {"8888/tcp": [{"HostIp": ...,
+# "HostPort": "40001"}], "9000/tcp": None}.
+PortMap = dict[str, list[dict[str, str]] | None]
+
+
+def published_binding(ports: PortMap, port: int | None = None) -> tuple[str, int] | None:
+    """(host ip, host port) that a container publishes port on (any port when None), or
+    None when it publishes none."""
+    wanted = [f"{port}/tcp"] if port is not None else list(ports)
+    bindings = [binding for key in wanted for binding in (ports.get(key) or [])]
+    if not bindings:
+        return None
+    return bindings[0]["HostIp"], int(bindings[0]["HostPort"])
+
+
 def render_command(
     command: list[str] | tuple[str, ...], *, base_url: str, port: int, token: str
 ) -> list[str]:

@@ -10,7 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from binderq.adapters.git_source import GitSource, RepositoryError
+from binderq.adapters.docker_builder import BuildLimits, DockerBuilder
+from binderq.adapters.git_source import GitSource
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.builds import (
     CONFIG_DIRS,
@@ -24,8 +25,11 @@ from binderq.domain.builds import (
     cache_key,
     choose_config_dir,
     image_name,
+    provenance_labels,
+    staging_from_build,
+    with_labels,
 )
-from binderq.domain.errors import BinderqError, NotFound, TooManyBuilds
+from binderq.domain.errors import BinderqError, Conflict, NotFound, TooManyBuilds
 from binderq.domain.models import utcnow
 from binderq.domain.spec import memory_bytes
 from binderq.domain.tokens import new_task_id
@@ -55,18 +59,13 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
     build = Build(id=secrets.token_hex(6), repo=repo, ref=ref, commit=commit,
                   task_id=new_task_id(), staging=staging)
     store.builds.save(build)
-    owner = store.builds.claim_key(key, build.id)
-    if owner != build.id:
-        existing = store.builds.get(owner)
-        if existing is not None and existing.status in _SHAREABLE:
-            store.builds.forget(build.id)
-            if staging is not None:
-                _stage_when_built(existing, staging, store=store, queue=queue,
-                                  settings=settings)
-            return replace(existing, cached=True) if existing.status == \
-                BuildStatus.SUCCEEDED else existing
-        store.builds.release_key(key, owner)  # a failed or vanished build: build anew
-        store.builds.claim_key(key, build.id)
+    existing = _claim_or_share(key, build, store=store)
+    if existing is not None:
+        store.builds.forget(build.id)
+        if staging is not None:
+            _stage_when_built(existing, staging, store=store, queue=queue, settings=settings)
+        return replace(existing, cached=True) if existing.status == \
+            BuildStatus.SUCCEEDED else existing
     if store.builds.admit(build.id, settings.max_builds) is not None:
         refused = TooManyBuilds(limit=settings.max_builds, build_id=build.id)
         _fail(store, build, refused.message, settings)
@@ -83,6 +82,26 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
 
 _SHAREABLE = {BuildStatus.QUEUED, BuildStatus.FETCHING, BuildStatus.BUILDING,
               BuildStatus.SUCCEEDED}
+
+# Times a request takes over a cache key from failed or vanished builds before it gives up.
+_CLAIM_ATTEMPTS = 5
+
+
+def _claim_or_share(key: str, build: Build, *, store: RedisStore) -> Build | None:
+    """Claim key for build (None), or the running or succeeded build that holds it (to
+    share). A failed or vanished holder gives it up; whoever claims it next builds, and
+    every other request shares that one."""
+    for _ in range(_CLAIM_ATTEMPTS):
+        owner = store.builds.claim_key(key, build.id)
+        if owner == build.id:
+            return None
+        existing = store.builds.get(owner)
+        if existing is not None and existing.status in _SHAREABLE:
+            return existing
+        store.builds.release_key(key, owner)
+    store.builds.forget(build.id)
+    raise Conflict("Build", "identical builds keep failing as they are asked for; "
+                            "try again in a minute")
 
 
 def get_build(build_id: str, *, store: RedisStore) -> Build:
@@ -127,7 +146,7 @@ def _log_line(entry: dict[str, str]) -> str:
 # -- worker side --------------------------------------------------------------------------
 
 
-def run_build(build_id: str, *, store: RedisStore, git: GitSource, runtime,
+def run_build(build_id: str, *, store: RedisStore, git: GitSource, builder: DockerBuilder,
               queue: TaskQueue, settings: Settings) -> Build | None:
     """Fetch the commit, choose its spec, docker build it, stage it if asked. Every failure
     ends the build `failed` with the step that failed, and frees its cache key."""
@@ -139,33 +158,38 @@ def run_build(build_id: str, *, store: RedisStore, git: GitSource, runtime,
     step = "fetching"
     try:
         store.builds.move(build.id, BuildStatus.FETCHING, "fetching the repository",
-                         started_at=utcnow())
+                          started_at=utcnow())
         with tempfile.TemporaryDirectory(prefix="binderq-build-") as scratch:
             checkout = git.fetch(build.repo, build.commit, Path(scratch) / "repo")
             step = "reading the environment"
             spec = read_spec(checkout, base_image=settings.notebook_image)
             image = image_name(build.repo, build.commit, spec)
             step = "building"
+            labels = provenance_labels(build, instance=settings.instance)
+            dockerfile = with_labels(spec.dockerfile, labels)
             made_of = ", ".join(spec.files) or "the base image"
             if store.builds.move(build.id, BuildStatus.BUILDING,
-                                f"building {image} from {made_of}", image=image) is None:
+                                 f"building {image} from {made_of}", image=image) is None:
                 return store.builds.get(build.id)  # cancelled meanwhile
-            runtime.build_image(checkout, spec.dockerfile, image, labels=_labels(build, settings),
-                                memory=memory_bytes(settings.build_memory),
-                                cpu_shares=settings.build_cpu_shares,
-                                timeout=settings.build_timeout,
+            builder.build_image(checkout, dockerfile, image, expected_labels=labels,
+                                limits=_build_limits(settings),
                                 on_line=lambda line: store.builds.append_log(build.id,
-                                                                            line=line),
+                                                                             line=line),
                                 should_stop=lambda: _is_cancelled(store, build.id))
-    except (BinderqError, RepositoryError, SpecError) as error:
+    except (BinderqError, SpecError) as error:
         return _fail(store, build, f"{step} failed: {error}", settings)
     done = store.builds.move(build.id, BuildStatus.SUCCEEDED, f"built {image}",
-                            finished_at=utcnow())
+                             finished_at=utcnow())
     if done is None:  # cancelled as it finished: the image goes too
-        runtime.remove_image(image)
+        builder.remove_image(image)
     else:
         stage_built(done, store=store, queue=queue, settings=settings)
     return store.builds.get(build.id)
+
+
+def _build_limits(settings: Settings) -> BuildLimits:
+    return BuildLimits(memory=memory_bytes(settings.build_memory),
+                       cpu_shares=settings.build_cpu_shares, timeout=settings.build_timeout)
 
 
 def stage_built(build: Build, *, store: RedisStore, queue: TaskQueue,
@@ -211,11 +235,6 @@ def read_spec(checkout: Path, *, base_image: str) -> BuildSpec:
     return build_spec(config_dir, files, base_image=base_image)
 
 
-def _labels(build: Build, settings: Settings) -> dict[str, str]:
-    return {"binderq.build.repo": build.repo, "binderq.build.commit": build.commit,
-            "binderq.build.id": build.id, "binderq.instance": settings.instance}
-
-
 def _is_cancelled(store: RedisStore, build_id: str) -> bool:
     build = store.builds.get(build_id)
     return build is None or build.status == BuildStatus.CANCELLED
@@ -232,9 +251,9 @@ def _fail(store: RedisStore, build: Build, reason: str, settings: Settings) -> B
 def _stage(build: Build, staging: dict[str, Any], *, store: RedisStore, queue: TaskQueue,
            settings: Settings) -> None:
     name = staging["name"]
-    fields = {key: value for key, value in staging.items() if key not in ("name", "pool_size")}
-    fields.update(image=build.image, source={"repo": build.repo, "commit": build.commit})
-    put_staging(name, fields, store=store, queue=queue)
+    # The build's repository and commit are the source, whatever the request said.
+    asked = {key: value for key, value in staging.items() if key != "source"}
+    put_staging(name, staging_from_build(build, asked), store=store, queue=queue)
     if staging.get("pool_size") is not None:
         set_pool_size(name, staging["pool_size"], store=store, queue=queue, settings=settings)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.access import Caller, require_build_right, require_launch_right
-from binderq.domain.builds import Build, BuildStatus
+from binderq.domain.builds import Build, BuildStatus, staging_from_build
 from binderq.domain.errors import BinderqError, LaunchFailed, TooManyBuilds
 from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus
 from binderq.services import builds, deploy, stagings
@@ -125,8 +125,7 @@ class _Flow:
     def _staged(self, build: Build) -> Iterator[Progress]:
         """The built image's staging (made, or found unchanged), once ready."""
         name = staging_name(build.image or "")
-        fields = {"image": build.image, "public": True,
-                  "source": {"repo": build.repo, "commit": build.commit}}
+        fields = staging_from_build(build, {"public": True})
         staging: Staging | None = stagings.put_staging(
             name, fields, store=self.store, queue=self.queue).staging
         deadline = self.waits.clock() + STAGING_DEADLINE

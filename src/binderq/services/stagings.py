@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from binderq.adapters.redis_store import RedisStore
-from binderq.domain.builds import BuildStatus
+from binderq.domain.builds import BuildStatus, staging_from_build
 from binderq.domain.errors import Conflict, DependencyDown, FieldError, InvalidInput, NotFound
 from binderq.domain.models import (
     DataVolume,
@@ -52,9 +52,7 @@ def with_build_image(fields: dict[str, Any], *, store: RedisStore) -> dict[str, 
         detail = f": {build.error}" if build.error else ""
         raise Conflict("Staging", f"build {build_id} is {build.status}{detail}; stage it once "
                                   "it has succeeded, or give `staging` in the build request")
-    staged = {key: value for key, value in fields.items() if key != "build"}
-    source = {"repo": build.repo, "commit": build.commit, **fields.get("source", {})}
-    return {**staged, "image": build.image, "source": source}
+    return staging_from_build(build, fields)
 
 
 def put_staging(name: str, fields: dict[str, Any], *, store: RedisStore,

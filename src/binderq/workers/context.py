@@ -6,11 +6,12 @@ import functools
 from dataclasses import dataclass
 
 from binderq.adapters.chp_proxy import ChpProxy
+from binderq.adapters.docker_builder import DockerBuilder
 from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.notebook_probe import wait_for_notebook
 from binderq.adapters.redis_store import RedisStore
 from binderq.adapters.task_queue import CeleryTaskQueue
-from binderq.bootstrap import build_proxy, build_runtime, build_store
+from binderq.bootstrap import build_builder, build_proxy, build_runtime, build_store
 from binderq.settings import Settings
 from binderq.workers.app import settings_of
 
@@ -20,6 +21,7 @@ class WorkerContext:
     settings: Settings
     store: RedisStore
     runtime: DockerRuntime
+    builder: DockerBuilder
     proxy: ChpProxy
     queue: CeleryTaskQueue
 
@@ -40,6 +42,7 @@ def worker_context() -> WorkerContext:
         settings=settings,
         store=store,
         runtime=build_runtime(settings),
+        builder=build_builder(settings),
         proxy=build_proxy(settings),
         queue=CeleryTaskQueue(current_app, store),
     )

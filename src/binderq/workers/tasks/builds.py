@@ -18,7 +18,7 @@ def build(build_id: str) -> str | None:
     context = worker_context()
     try:
         done = builds.run_build(build_id, store=context.store,
-                                git=build_git(context.settings), runtime=context.runtime,
+                                git=build_git(context.settings), builder=context.builder,
                                 queue=context.queue, settings=context.settings)
     except SoftTimeLimitExceeded:
         # Raised wherever the build was, a silent step included; leaving it closed the
