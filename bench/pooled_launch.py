@@ -167,7 +167,7 @@ def seed_pool(settings: Settings) -> None:
     """SEEDED ready, pooled server records, as upkeep and the launch task leave them."""
     store = RedisStore(redis.Redis.from_url(settings.redis_url))
     store.stagings.save(Staging(name="bench", image="binderq/notebook:bookworm", version=1,
-                               status=StagingStatus.READY))
+                                status=StagingStatus.READY))
     store.pools.set_size("bench", SEEDED)
     for index in range(SEEDED):
         server = Server(id=f"seed{index:06d}", staging="bench", staging_version=1,

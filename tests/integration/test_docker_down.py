@@ -45,7 +45,7 @@ def blind_api(blind_settings, blind_worker, proxy):
     store = RedisStore(client)
     # Staged while the engine was up: the staging is ready, the engine has since gone.
     store.stagings.save(Staging(name="demo", image="binderq/notebook:bookworm",
-                               status=StagingStatus.READY, version=1))
+                                status=StagingStatus.READY, version=1))
     yield create_wsgi_app(blind_settings).test_client()
     forget_binderq_keys(client)
 

@@ -74,7 +74,7 @@ def test_concurrent_claims_hand_out_each_pooled_server_once(store):
     from binderq.domain.models import utcnow
 
     store.stagings.save(Staging(name="demo", image="img", version=1,
-                               status=StagingStatus.READY))
+                                status=StagingStatus.READY))
     store.pools.set_size("demo", 20)
     for index in range(20):
         server = Server(id=f"p{index}", staging="demo", staging_version=1, pooled=True,

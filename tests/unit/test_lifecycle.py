@@ -30,7 +30,7 @@ def _cull(store, proxy, queue, activity=None):
 def _age_activity(store, server_id, seconds):
     past = utcnow() - timedelta(seconds=seconds)
     store.servers.transition(server_id, [ServerStatus.READY], last_activity=past,
-                            ready_at=past)
+                             ready_at=past)
 
 
 def test_an_idle_server_is_culled_once_and_stopped(running, store, proxy, queue):

@@ -32,16 +32,16 @@ def test_a_transition_applies_only_from_an_allowed_status(store):
     assert store.servers.transition("a", [ServerStatus.READY], status=ServerStatus.STOPPING) \
         is None
     moved = store.servers.transition("a", [ServerStatus.PENDING], status=ServerStatus.STARTING,
-                                    error="x")
+                                     error="x")
     assert moved.status == ServerStatus.STARTING and moved.error == "x"
     assert store.servers.transition("missing", [ServerStatus.PENDING],
-                                   status=ServerStatus.STARTING) is None
+                                    status=ServerStatus.STARTING) is None
 
 
 def test_a_terminal_status_frees_the_place_and_lets_the_record_expire(store):
     store.servers.reserve(_server("a"), max_servers=1)
     store.servers.transition("a", [ServerStatus.PENDING], status=ServerStatus.FAILED,
-                            error="boom")
+                             error="boom")
     assert store.servers.active_count() == 0
     assert 0 < store.redis.ttl(Keys.SERVER.format(id="a")) <= store.record_ttl
     store.servers.reserve(_server("b"), max_servers=1)  # the place is free again

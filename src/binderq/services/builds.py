@@ -71,7 +71,7 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
         _fail(store, build, refused.message, settings)
         raise refused
     store.builds.append_log(build.id, phase=str(BuildStatus.QUEUED),
-                           message="waiting for a builds worker")
+                            message="waiting for a builds worker")
     try:
         queue.enqueue(BUILD.name, build.id, task_id=build.task_id)
     except BinderqError as error:
@@ -205,7 +205,7 @@ def stage_built(build: Build, *, store: RedisStore, queue: TaskQueue,
         except BinderqError as error:
             log.warning("build %s: staging %s failed: %s", build.id, staging["name"], error)
             store.builds.append_log(build.id, line=f"[binderq] staging {staging['name']} "
-                                                  f"failed: {error}")
+                                                   f"failed: {error}")
 
 
 def fail_build(build_id: str, reason: str, *, store: RedisStore,
@@ -219,9 +219,9 @@ def cancel_build(build_id: str, *, store: RedisStore, settings: Settings) -> Bui
     """Stop a queued or running build; a finished one is left as it is."""
     build = get_build(build_id, store=store)
     if store.builds.move(build.id, BuildStatus.CANCELLED, "cancelled", error="cancelled",
-                        finished_at=utcnow()) is not None:
+                         finished_at=utcnow()) is not None:
         store.builds.release_key(cache_key(build.repo, build.commit, settings.notebook_image),
-                                build.id)
+                                 build.id)
     return get_build(build_id, store=store)
 
 
@@ -244,7 +244,7 @@ def _fail(store: RedisStore, build: Build, reason: str, settings: Settings) -> B
     log.warning("build %s failed: %s", build.id, reason)
     store.builds.move(build.id, BuildStatus.FAILED, reason, error=reason, finished_at=utcnow())
     store.builds.release_key(cache_key(build.repo, build.commit, settings.notebook_image),
-                            build.id)
+                             build.id)
     return store.builds.get(build.id)
 
 

@@ -80,7 +80,7 @@ def cull_idle_servers(*, store: RedisStore, proxy: Proxy, queue: TaskQueue,
         culls = plan_culls(refreshed, now=utcnow(), limits=limits)
         for cull in culls:
             if store.servers.transition(cull.server_id, [ServerStatus.READY],
-                                       status=ServerStatus.STOPPING, error=cull.reason):
+                                        status=ServerStatus.STOPPING, error=cull.reason):
                 log.info("server %s %s", cull.server_id, cull.reason)
                 queue.enqueue(STOP.name, cull.server_id)
         return culls
@@ -100,7 +100,7 @@ def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy: Proxy,
         deadline = cull_deadline(handed_out=handed_out_at(server), last_activity=last,
                                  limits=limits.get(server.staging, CullLimits()))
         store.servers.transition(server.id, [ServerStatus.READY], last_activity=last,
-                                cull_at=deadline)
+                                 cull_at=deadline)
         refreshed.append(replace(server, last_activity=last))
     return refreshed
 
@@ -152,7 +152,7 @@ def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore,
         _adopt(server_id, store=store, runtime=runtime, proxy=proxy, settings=settings)
     for server_id, why in repairs.fail_servers.items():
         if store.servers.transition(server_id, [ServerStatus.READY],
-                                   status=ServerStatus.FAILED, error=why, stopped_at=utcnow()):
+                                    status=ServerStatus.FAILED, error=why, stopped_at=utcnow()):
             log.info("reconcile: server %s failed: %s", server_id, why)
             proxy.remove_route(server_path(server_id))
             runtime.remove_server(server_id)

@@ -62,7 +62,7 @@ def request_cold_launch(staging: Staging, *, store: RedisStore, queue: TaskQueue
         queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id)
     except BinderqError as error:
         store.servers.transition(server.id, [ServerStatus.PENDING], status=ServerStatus.FAILED,
-                                error=f"could not queue the launch: {error}")
+                                 error=f"could not queue the launch: {error}")
         raise
     return Launch(server, server_token(settings.secret_key, server.id))
 
@@ -104,7 +104,7 @@ def launch_server(server_id: str, *, store: RedisStore, runtime: Runtime, proxy:
                               "without a result (its worker was killed or timed out)")
         return _fail_launch(server_id, reason, store=store, runtime=runtime, proxy=proxy)
     server = store.servers.transition(server_id, launching, status=ServerStatus.STARTING,
-                                     launch_attempts=server.launch_attempts + 1)
+                                      launch_attempts=server.launch_attempts + 1)
     if server is None:
         return store.servers.get(server_id)
     try:
@@ -158,7 +158,7 @@ def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: Runt
         idle_clock = {"last_activity": now,
                       "cull_at": cull_deadline(handed_out=now, last_activity=now, limits=limits)}
     ready = store.servers.mark_ready(server, url=server_url(settings, server_id), target=target,
-                             ready_at=now, **idle_clock)
+                                     ready_at=now, **idle_clock)
     if ready is not None:
         return ready
     current = store.servers.get(server_id)
@@ -177,8 +177,8 @@ def _fail_launch(server_id: str, error: Exception, *, store: RedisStore,
     except Exception as cleanup_error:  # reconcile removes what is left
         log.warning("cleanup after failed launch of %s failed: %s", server_id, cleanup_error)
     failed = store.servers.transition(server_id, [ServerStatus.PENDING, ServerStatus.STARTING],
-                                     status=ServerStatus.FAILED, error=reason,
-                                     stopped_at=utcnow())
+                                      status=ServerStatus.FAILED, error=reason,
+                                      stopped_at=utcnow())
     if failed is not None and failed.pooled:
         store.pools.count_failure(failed.staging, FAILURE_WINDOW)
     return store.servers.get(server_id)
@@ -196,11 +196,11 @@ def stop_server(server_id: str, *, store: RedisStore, runtime: Runtime,
         return server
     if server.status != ServerStatus.STOPPING:
         server = store.servers.transition(server_id, [*ACTIVE_SERVER_STATUSES,
-                                                     ServerStatus.FAILED],
-                                         status=ServerStatus.STOPPING) or server
+                                                      ServerStatus.FAILED],
+                                          status=ServerStatus.STOPPING) or server
     _remove_everything(server_id, runtime=runtime, proxy=proxy)
     stopped = store.servers.transition(server_id, [ServerStatus.STOPPING],
-                                      status=ServerStatus.STOPPED, stopped_at=utcnow())
+                                       status=ServerStatus.STOPPED, stopped_at=utcnow())
     return stopped or store.servers.get(server_id)
 
 

@@ -96,17 +96,17 @@ def stage(name: str, version: int, *, store: RedisStore, runtime: Runtime,
         missing = _missing_images(staging, runtime)
     except DependencyDown as error:
         store.stagings.finish(name, version, status=str(StagingStatus.FAILED), error=str(error),
-                             updated_at=_now())
+                              updated_at=_now())
         raise
     if missing:
         error = (f"image {missing[0]!r} is not on the Docker engine; build it or load it "
                  "(docker build / docker load) and PUT the staging again")
         store.stagings.finish(name, version, status=str(StagingStatus.FAILED), error=error,
-                             updated_at=_now())
+                              updated_at=_now())
     else:
         image = runtime.image(staging.image or "")
         store.stagings.finish(name, version, status=str(StagingStatus.READY), error=None,
-                             image_id=image.id if image else None, updated_at=_now())
+                              image_id=image.id if image else None, updated_at=_now())
         if queue is not None and store.pools.counters(name) is not None:
             queue.enqueue(REPLENISH.name, name)  # fill the pool with this version
     return store.stagings.get(name)
