@@ -117,7 +117,7 @@ def test_a_failing_dockerfile_fails_keeps_its_log_and_leaves_no_image(api, tmp_p
     ("large", "fetching failed: the repository is larger than the limit of 8 MiB"),
 ])
 def test_a_repository_that_attacks_gets_a_failed_build_and_nothing_else(
-        api, tmp_path, runtime, attack, error):
+        api, tmp_path, runtime, attack, error, no_build_containers):
     url = make_repo(tmp_path, attack, {"Dockerfile": DOCKERFILE, **(
         {"noise.bin": os.urandom(12 * 1024**2)} if attack == "large" else {})})
     if attack == "symlink":
@@ -130,17 +130,18 @@ def test_a_repository_that_attacks_gets_a_failed_build_and_nothing_else(
                                    headers=OPERATOR).get_json()["id"])
     assert (build["status"], build["error"]) == ("failed", error)
     assert build["image"] is None  # it never reached docker build
-    assert set(_dangling(runtime)) <= half_images_before and _no_build_containers(runtime)
+    assert set(_dangling(runtime)) <= half_images_before and no_build_containers()
 
 
-def test_a_build_past_its_memory_limit_fails_naming_the_limit(api, tmp_path, runtime):
+def test_a_build_past_its_memory_limit_fails_naming_the_limit(api, tmp_path, runtime,
+                                                              no_build_containers):
     hog = "RUN python3 -c 'b = bytearray(1024**3); print(len(b))'\n"  # 1 GiB, limit 512 MiB
     url = make_repo(tmp_path, "hog", {"Dockerfile": DOCKERFILE + hog})
     build = finished(api, api.post("/api/builds", json={"repo": url},
                                    headers=OPERATOR).get_json()["id"])
     assert build["status"] == "failed"
     assert "memory limit of 512 MiB, BINDERQ_BUILD_MEMORY" in build["error"], build["error"]
-    wait_for(lambda: _no_build_containers(runtime), timeout=30, what="the build is gone")
+    wait_for(no_build_containers, timeout=30, what="the build is gone")
     assert runtime.client.images.list(name=build["image"]) == []
 
 
@@ -282,7 +283,7 @@ def test_following_a_stream_does_not_hold_up_other_requests(api, api_url, tmp_pa
     assert finished(api, build_id)["status"] == "succeeded"
 
 
-def test_a_running_build_can_be_cancelled(api, tmp_path, runtime):
+def test_a_running_build_can_be_cancelled(api, tmp_path, runtime, no_build_containers):
     ticking = "RUN for i in $(seq 1 60); do echo tick $i; sleep 0.5; done\n"
     url = make_repo(tmp_path, "cancel", {"Dockerfile": DOCKERFILE + ticking})
     build_id = api.post("/api/builds", json={"repo": url}, headers=OPERATOR).get_json()["id"]
@@ -290,15 +291,15 @@ def test_a_running_build_can_be_cancelled(api, tmp_path, runtime):
              .get_data(as_text=True), timeout=60, what="the build runs")
     answer = api.delete(f"/api/builds/{build_id}", headers=OPERATOR)
     assert answer.status_code == 202 and answer.get_json()["status"] == "cancelled"
-    wait_for(lambda: _no_build_containers(runtime), timeout=30, what="the build stops")
+    wait_for(no_build_containers, timeout=30, what="the build stops")
     log = api.get(f"/api/builds/{build_id}/logs", headers=OPERATOR).get_data(as_text=True)
     assert "tick 60" not in log
     assert api.get(f"/api/builds/{build_id}", headers=OPERATOR).get_json()["status"] == \
         "cancelled"
 
 
-def test_cancelling_a_silent_step_stops_it_at_once_and_leaves_nothing(api, tmp_path,
-                                                                      runtime):
+def test_cancelling_a_silent_step_stops_it_at_once_and_leaves_nothing(
+        api, tmp_path, runtime, no_build_containers):
     url = make_repo(tmp_path, "silent", {"Dockerfile": DOCKERFILE + "RUN sleep 600\n"})
     build_id = api.post("/api/builds", json={"repo": url}, headers=OPERATOR).get_json()["id"]
     wait_for(lambda: "RUN sleep 600" in api.get(f"/api/builds/{build_id}/logs",
@@ -307,7 +308,7 @@ def test_cancelling_a_silent_step_stops_it_at_once_and_leaves_nothing(api, tmp_p
     half_images_before = set(_dangling(runtime))
     cancelled_at = time.monotonic()
     assert api.delete(f"/api/builds/{build_id}", headers=OPERATOR).status_code == 202
-    wait_for(lambda: _no_build_containers(runtime), timeout=15, what="the silent step stops")
+    wait_for(no_build_containers, timeout=15, what="the silent step stops")
     stopped_after = time.monotonic() - cancelled_at
     print(f"\nsilent step stopped {stopped_after:.1f} s after the cancel")
     assert stopped_after < 10  # the time limit (20 s here) would be later
@@ -323,7 +324,7 @@ def test_cancelling_a_silent_step_stops_it_at_once_and_leaves_nothing(api, tmp_p
 
 
 def test_a_postbuild_that_never_ends_fails_on_the_time_limit_and_leaves_nothing(
-        api, tmp_path, runtime):
+        api, tmp_path, runtime, no_build_containers):
     url = make_repo(tmp_path, "forever", {"postBuild": "#!/bin/sh\nsleep 600\n"})
     started = time.monotonic()
     build = finished(api, api.post("/api/builds", json={"repo": url},
@@ -331,7 +332,7 @@ def test_a_postbuild_that_never_ends_fails_on_the_time_limit_and_leaves_nothing(
     assert build["status"] == "failed"
     assert "time limit of 20 s" in build["error"]
     assert time.monotonic() - started < 60
-    wait_for(lambda: _no_build_containers(runtime), timeout=30, what="the build is gone")
+    wait_for(no_build_containers, timeout=30, what="the build is gone")
     assert runtime.client.images.list(name=build["image"]) == []
     assert _dangling(runtime) == [], "a half-image stayed"
 
@@ -340,11 +341,19 @@ def _dangling(runtime) -> list[str]:
     return [image.id for image in runtime.client.images.list(filters={"dangling": True})]
 
 
-def _no_build_containers(runtime) -> bool:
-    """No container of a build (they have no labels: they run a Dockerfile step)."""
+def _build_containers(runtime) -> set[str]:
+    """Containers of builds (they have no labels: they run a Dockerfile step)."""
     # The plain list: inspecting each container races with the engine removing a step's.
-    return not [entry for entry in runtime.client.api.containers(all=True)
-                if not (entry.get("Labels") or {}).get("binderq.instance")]
+    return {entry["Id"] for entry in runtime.client.api.containers(all=True)
+            if not (entry.get("Labels") or {}).get("binderq.instance")}
+
+
+@pytest.fixture
+def no_build_containers(runtime):
+    """Whether no build container is left but those there before the test (another
+    project's, or one a killed run left): this test's builds must leave none."""
+    before = _build_containers(runtime)
+    return lambda: not _build_containers(runtime) - before
 
 
 def test_the_binderhub_door_builds_stages_and_launches_a_reachable_server(
