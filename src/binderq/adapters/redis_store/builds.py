@@ -61,6 +61,13 @@ redis.call('SADD', KEYS[1], ARGV[2])
 return -1
 """
 
+# Claim a cache key for a build, or say who holds it, in one step (between a refused SET
+# and a GET, a failing holder could release the key).
+_CLAIM_KEY = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return ARGV[1] end
+return redis.call('GET', KEYS[1])
+"""
+
 
 @speaks_to_redis
 class BuildStore:
@@ -74,6 +81,7 @@ class BuildStore:
         self._admit = client.register_script(_ADMIT_BUILD)
         self._add_staging = client.register_script(_ADD_BUILD_STAGING)
         self._release_if_held = client.register_script(RELEASE_IF_HELD)
+        self._claim_key = client.register_script(_CLAIM_KEY)
 
     def save(self, build: Build) -> None:
         with self.redis.pipeline() as pipe:
@@ -132,10 +140,7 @@ class BuildStore:
 
     def claim_key(self, key: str, build_id: str) -> str:
         """The build id owning key: build_id if it was free, else the one already there."""
-        name = Keys.BUILD_KEY.format(key=key)
-        if self.redis.set(name, build_id, nx=True):
-            return build_id
-        return text(self.redis.get(name) or build_id.encode())
+        return text(self._claim_key(keys=[Keys.BUILD_KEY.format(key=key)], args=[build_id]))
 
     def release_key(self, key: str, build_id: str) -> None:
         self._release_if_held(keys=[Keys.BUILD_KEY.format(key=key)], args=[build_id])
