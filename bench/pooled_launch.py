@@ -155,7 +155,7 @@ def throughput_figures() -> dict[str, dict[str, float]]:
             "floor_50": wrk(ping, connections=50, seconds=10),
             "redis_50": wrk(one_get, connections=50, seconds=10),
         }
-        counters = RedisStore(redis.Redis.from_url(settings.redis_url)).pool_counters("bench")
+        counters = RedisStore(redis.Redis.from_url(settings.redis_url)).pools.counters("bench")
         figures["pool"] = counters
     finally:
         for process in (api, floor, redis_server):
