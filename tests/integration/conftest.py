@@ -54,8 +54,9 @@ def redis_url(logs_dir):
 def proxy_ports(logs_dir):
     port, api_port, token = free_port(), free_port(), secrets.token_hex(16)
     process = start_proxy(port, api_port, token, log_file=logs_dir / "proxy.log")
-    yield {"port": port, "api_port": api_port, "token": token, "process": process}
-    stop_process(process)
+    ports = {"port": port, "api_port": api_port, "token": token, "process": process}
+    yield ports
+    stop_process(ports["process"])  # a test may have restarted it
 
 
 @pytest.fixture(scope="session")
