@@ -12,9 +12,12 @@ from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
 from binderq.settings import Settings
 
+# Seconds a Redis command may take before Redis counts as down (blocking reads stay below).
+REDIS_SOCKET_TIMEOUT = 5.0
+
 
 def build_store(settings: Settings) -> RedisStore:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT,
                                   socket_connect_timeout=1, health_check_interval=30)
     return RedisStore(client, record_ttl=settings.record_ttl)
 

@@ -269,11 +269,14 @@ def test_the_live_log_streams_phases_and_lines_and_ends_with_done(api, tmp_path)
 
 
 def test_following_a_stream_does_not_hold_up_other_requests(api, api_url, tmp_path):
-    url = make_repo(tmp_path, "slow", {"Dockerfile": DOCKERFILE + "RUN sleep 6\n"})
+    # A step silent for longer than the API's Redis socket timeout (5 s): the stream must
+    # outlast it with keepalives and end with `done`, not as if Redis were down.
+    url = make_repo(tmp_path, "slow", {"Dockerfile": DOCKERFILE + "RUN sleep 7\n"})
     build_id = api.post("/api/builds", json={"repo": url}, headers=OPERATOR).get_json()["id"]
-    follow = threading.Thread(target=lambda: requests.get(
+    streamed = {}
+    follow = threading.Thread(target=lambda: streamed.update(text=requests.get(
         f"{api_url}/api/builds/{build_id}/logs", timeout=60, stream=True,
-        headers={**OPERATOR, "Accept": "text/event-stream"}).content)
+        headers={**OPERATOR, "Accept": "text/event-stream"}).text))
     follow.start()
     time.sleep(1)
     started = time.monotonic()
@@ -281,6 +284,9 @@ def test_following_a_stream_does_not_hold_up_other_requests(api, api_url, tmp_pa
     assert time.monotonic() - started < 1
     follow.join(timeout=60)
     assert finished(api, build_id)["status"] == "succeeded"
+    last = [block for block in streamed["text"].split("\n\n") if block][-1]
+    assert last.startswith("event: done"), streamed["text"][-500:]
+    assert json.loads(last.split("data: ", 1)[1])["status"] == "succeeded"
 
 
 def test_a_running_build_can_be_cancelled(api, tmp_path, runtime, no_build_containers):

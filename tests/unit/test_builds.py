@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -92,22 +93,35 @@ def test_following_a_build_gives_its_log_and_ends_once_it_is_final(store):
     _build(store)
     store.builds.append_log("b1", line="Step 1/1")
     store.builds.move("b1", BuildStatus.SUCCEEDED, "built")
-    batches = list(follow_build("b1", store=store, quiet_ms=10))
+    batches = list(follow_build("b1", store=store, deadline=_in_a_minute(), quiet_ms=10))
     assert [entry for batch in batches for _, entry in batch] == [
         {"line": "Step 1/1"}, {"phase": "succeeded", "message": "built"}]
 
 
 def test_following_a_quiet_build_yields_empty_batches_for_keepalives(store):
     _build(store)
-    follow = follow_build("b1", store=store, quiet_ms=10)
+    follow = follow_build("b1", store=store, deadline=_in_a_minute(), quiet_ms=10)
     assert next(follow) == []
     store.builds.move("b1", BuildStatus.FAILED, "building failed")
     assert [entry["phase"] for _, entry in next(follow)] == ["failed"]
     assert list(follow) == []
 
 
+def _in_a_minute() -> float:
+    return time.monotonic() + 60
+
+
+def test_following_a_build_that_never_ends_stops_at_its_deadline(store):
+    _build(store, status=BuildStatus.QUEUED)  # no builds worker will ever take it
+    started = time.monotonic()
+    batches = list(follow_build("b1", store=store, deadline=started + 0.3, quiet_ms=10))
+    assert batches and all(batch == [] for batch in batches)  # keepalives, then the end
+    assert 0.3 <= time.monotonic() - started < 2
+    assert store.builds.get("b1").status == BuildStatus.QUEUED
+
+
 def test_following_a_build_that_vanished_ends(store):
-    assert list(follow_build("gone", store=store, quiet_ms=10)) == []
+    assert list(follow_build("gone", store=store, deadline=_in_a_minute(), quiet_ms=10)) == []
 
 
 def _request(repo, *, store, queue, settings):

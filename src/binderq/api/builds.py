@@ -126,14 +126,16 @@ class BuildLogs(MethodView):
         require_scope(ctx.caller(), "build")
         if request.accept_mimetypes.best == "text/event-stream":
             builds.get_build(build_id, store=ctx.store)
-            return event_stream(_events(ctx.store, build_id))
+            return event_stream(_events(ctx.store, build_id,
+                                        builds.follow_deadline(ctx.settings)))
         return Response(builds.build_log_text(build_id, store=ctx.store),
                         mimetype="text/plain")
 
 
-def _events(store, build_id: str) -> Iterator[str]:
-    """Server-sent events of a build's log until it is final, then `done` with the Build."""
-    for entries in builds.follow_build(build_id, store=store):
+def _events(store, build_id: str, deadline: float) -> Iterator[str]:
+    """Server-sent events of a build's log until it is final (or the deadline passed, and
+    then `done` carries a build still in progress), then `done` with the Build."""
+    for entries in builds.follow_build(build_id, store=store, deadline=deadline):
         for _, entry in entries:
             yield sse(entry, event="phase" if "phase" in entry else "log")
         if not entries:  # a quiet while: keep proxies from closing the stream

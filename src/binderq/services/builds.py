@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -117,16 +118,28 @@ def build_log_text(build_id: str, *, store: RedisStore) -> str:
 
 
 LogEntry = tuple[str, dict[str, str]]
-KEEPALIVE_MS = 15000  # silence after which a follower hears of the build anyway
+# Silence after which a follower hears of the build anyway (a keepalive). Below the Redis
+# client's socket timeout (bootstrap.REDIS_SOCKET_TIMEOUT): a longer blocking read would
+# fail as if Redis were down.
+KEEPALIVE_MS = 4000
+# A follower waits for a build at most its time limit plus this long in the queue; then the
+# stream ends (the build goes on, and can be followed again).
+QUEUE_GRACE = 600.0
 
 
-def follow_build(build_id: str, *, store: RedisStore, quiet_ms: int = KEEPALIVE_MS
-                 ) -> Iterator[list[LogEntry]]:
+def follow_deadline(settings: Settings) -> float:
+    """When, on time.monotonic's clock, a follower starting now stops waiting for a build."""
+    return time.monotonic() + settings.build_timeout + QUEUE_GRACE
+
+
+def follow_build(build_id: str, *, store: RedisStore, deadline: float,
+                 quiet_ms: int = KEEPALIVE_MS) -> Iterator[list[LogEntry]]:
     """The build's log as it grows: each batch of new entries, or an empty one after
     quiet_ms of silence (time for a keepalive), until the build is final (or gone) and its
-    log all given. Every final move logs its phase, so the wait ends with the build."""
+    log all given, or the deadline (time.monotonic) has passed. Every final move logs its
+    phase, so the wait ends with the build."""
     after = "-"
-    while True:
+    while time.monotonic() < deadline:
         build = store.builds.get(build_id)
         final = build is None or build.status.is_final
         entries = store.builds.log(build_id, after=after, block_ms=None if final else quiet_ms)

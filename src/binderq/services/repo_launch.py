@@ -22,9 +22,6 @@ from binderq.settings import Settings
 PHASE_OF_BUILD = {"queued": "waiting", "fetching": "fetching", "building": "building"}
 QUIET = 15.0  # seconds of silence after which a heartbeat is due
 POLL = 0.25  # seconds between looks at a staging or a server
-# A build may wait for a builds worker this long beyond its own time limit before the
-# stream gives up on it (the build itself goes on, and the next request attaches to it).
-BUILD_QUEUE_GRACE = 600.0
 STAGING_DEADLINE = 120.0  # a launch worker checks an image in well under a second
 
 
@@ -107,16 +104,15 @@ class _Flow:
 
     def _follow_build(self, build_id: str) -> Iterator[Progress]:
         """The build's phases and log lines until it is final; returns the succeeded build."""
-        deadline = self.waits.clock() + self.settings.build_timeout + BUILD_QUEUE_GRACE
         for entries in builds.follow_build(build_id, store=self.store,
-                                           quiet_ms=int(QUIET * 1000)):
+                                           deadline=builds.follow_deadline(self.settings)):
             yield from (_progress_of(entry) for _, entry in entries)
             if not entries:
                 yield HEARTBEAT
-            if self.waits.clock() > deadline:
-                raise LaunchFailed(f"build {build_id} did not finish in time; is a builds "
-                                   "worker running? Try again later")
         build = self.store.builds.get(build_id)
+        if build is not None and not build.status.is_final:
+            raise LaunchFailed(f"build {build_id} did not finish in time; is a builds "
+                               "worker running? Try again later")
         if build is None or build.status != BuildStatus.SUCCEEDED:
             raise LaunchFailed(build.error or f"build {build.status}" if build
                                else f"build {build_id} vanished")

@@ -74,6 +74,9 @@ class BuildStore:
     """Builds, newest first, with their logs, cache keys and the stagings asked of them."""
 
     LOG_LENGTH = 20000  # entries a build log keeps (about: Redis trims whole nodes)
+    # The longest blocking read: redis-py does not lengthen the socket timeout (5 s in
+    # bootstrap) for one, so a longer block would fail as if Redis were down.
+    MAX_BLOCK_MS = 4000
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
@@ -158,7 +161,8 @@ class BuildStore:
             start = "-" if after == "-" else f"({after}"
             entries = self.redis.xrange(key, min=start)
         else:
-            found = self.redis.xread({key: "0" if after == "-" else after}, block=block_ms)
+            found = self.redis.xread({key: "0" if after == "-" else after},
+                                     block=min(block_ms, self.MAX_BLOCK_MS))
             entries = found[0][1] if found else []
         return [(text(entry_id), {text(k): text(v) for k, v in fields.items()})
                 for entry_id, fields in entries]
