@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from binderq.adapters.docker_builder import BuildLimits
 from binderq.adapters.docker_runtime import ContainerState, ImageInfo
+from binderq.domain.builds import BuildLimits
 from binderq.domain.errors import BuildFailed, DependencyDown, LaunchFailed
 from binderq.domain.spec import ServerSpec
 

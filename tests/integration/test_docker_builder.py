@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from binderq.adapters.docker_builder import BuildLimits, DockerBuilder
-from binderq.domain.builds import with_labels
+from binderq.adapters.docker_builder import DockerBuilder
+from binderq.domain.builds import BuildLimits, with_labels
 from binderq.domain.errors import BuildFailed
 
 LIMITS = BuildLimits(memory=256 * 1024**2, cpu_shares=512, timeout=60)

@@ -10,8 +10,9 @@ import pytest
 import requests
 
 from binderq.adapters import docker_engine
-from binderq.adapters.docker_builder import BuildLimits, DockerBuilder
+from binderq.adapters.docker_builder import DockerBuilder
 from binderq.adapters.docker_runtime import DockerRuntime
+from binderq.domain.builds import BuildLimits
 from binderq.domain.errors import BuildFailed, DependencyDown, LaunchFailed
 from binderq.domain.models import ServerStatus
 from binderq.services import deploy, servers, stagings

@@ -8,7 +8,7 @@ import pytest
 
 from binderq.api import create_app
 from binderq.domain.tokens import hash_token, server_token
-from binderq.services import pools
+from binderq.services import deploy, pools
 from tests.fakes import FakeGit
 from tests.helpers import ready_staging, run_queued_launches
 
@@ -82,3 +82,16 @@ def test_every_door_answers_each_caller_alike(door, role, public, launch_auth, s
     answer = _door_answers(client, door, _headers_of(role, store, settings))
 
     assert _outcome(answer) == EXPECTED[(launch_auth, public)][role]
+
+
+def test_a_deleted_staging_is_not_found_at_every_door_even_when_cached(
+        settings, store, queue, runtime, proxy):
+    settings = settings.with_changes(launch_auth="open", default_staging="demo")
+    _pooled_staging(store, queue, runtime, proxy, settings, public=True)
+    client = create_app(settings, store=store, queue=queue, proxy=proxy,
+                        git=FakeGit()).test_client()
+    assert client.post("/api/spawn/").status_code == 200  # the door has cached the staging
+    deploy.delete_staging("demo", force=True, store=store, queue=queue)
+
+    for door in ("api", "tmpnb"):
+        assert _door_answers(client, door, {}).status_code == 404, door

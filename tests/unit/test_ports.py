@@ -8,9 +8,11 @@ import inspect
 import pytest
 
 from binderq.adapters.chp_proxy import ChpProxy
+from binderq.adapters.docker_builder import DockerBuilder
 from binderq.adapters.docker_runtime import DockerRuntime
-from binderq.services.ports import Proxy, Runtime
-from tests.fakes import FakeProxy, FakeRuntime
+from binderq.adapters.git_source import GitSource
+from binderq.services.ports import Builder, Proxy, Repositories, Runtime
+from tests.fakes import FakeBuilder, FakeGit, FakeProxy, FakeRuntime
 
 
 def _methods(protocol: type) -> list[str]:
@@ -33,6 +35,8 @@ def _call_as_declared(declared: inspect.Signature) -> tuple[list, dict]:
 
 @pytest.mark.parametrize("protocol, implementation", [
     (Runtime, DockerRuntime), (Runtime, FakeRuntime), (Proxy, ChpProxy), (Proxy, FakeProxy),
+    (Builder, DockerBuilder), (Builder, FakeBuilder), (Repositories, GitSource),
+    (Repositories, FakeGit),
 ])
 def test_an_implementation_takes_every_call_its_protocol_declares(protocol, implementation):
     assert _methods(protocol)

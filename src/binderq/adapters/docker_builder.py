@@ -8,7 +8,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import docker
 import docker.errors
 
 from binderq.adapters.docker_engine import EngineConnection, engine_errors_as, ignore_gone, short
+from binderq.domain.builds import BuildLimits
 from binderq.domain.errors import BinderqError, BuildFailed
 
 log = logging.getLogger(__name__)
@@ -33,15 +33,6 @@ STOP_CHECK_EVERY = 1.0
 HALF_IMAGE_WAIT = 15.0
 
 DOCKERFILE = ".binderq.Dockerfile"  # written into the build context
-
-
-@dataclass(frozen=True)
-class BuildLimits:
-    """What one build may use: bytes of memory (swap included), a CPU share, seconds."""
-
-    memory: int
-    cpu_shares: int
-    timeout: float
 
 
 def _build_refused(error: docker.errors.APIError) -> BinderqError:

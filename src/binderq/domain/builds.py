@@ -43,6 +43,15 @@ class Build:
     staging: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class BuildLimits:
+    """What one build may use: bytes of memory (swap included), a CPU share, seconds."""
+
+    memory: int
+    cpu_shares: int
+    timeout: float
+
+
 def build_to_dict(build: Build) -> dict[str, Any]:
     """JSON-ready dict of a build record (times as ISO 8601 strings)."""
     return {key: jsonable(value) for key, value in vars(build).items()}

@@ -11,14 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from binderq.adapters.docker_builder import BuildLimits, DockerBuilder
-from binderq.adapters.git_source import GitSource
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.builds import (
     CONFIG_DIRS,
     ENVIRONMENT_FILES,
     UNSUPPORTED,
     Build,
+    BuildLimits,
     BuildSpec,
     BuildStatus,
     SpecError,
@@ -35,7 +34,7 @@ from binderq.domain.models import utcnow
 from binderq.domain.spec import memory_bytes
 from binderq.domain.tokens import new_task_id
 from binderq.services.pools import check_pool_size, set_pool_size
-from binderq.services.ports import TaskQueue
+from binderq.services.ports import Builder, Repositories, TaskQueue
 from binderq.services.stagings import put_staging
 from binderq.settings import Settings
 from binderq.tasks import BUILD
@@ -49,7 +48,7 @@ _READ = {*ENVIRONMENT_FILES, *UNSUPPORTED, "Dockerfile"}
 
 
 def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store: RedisStore,
-                  queue: TaskQueue, git: GitSource, settings: Settings) -> Build:
+                  queue: TaskQueue, git: Repositories, settings: Settings) -> Build:
     """The build of repo at ref: a finished one from the cache (cached=True), the one
     already running for the same commit, or a new one queued."""
     if staging and staging.get("pool_size") is not None:
@@ -159,7 +158,7 @@ def _log_line(entry: dict[str, str]) -> str:
 # -- worker side --------------------------------------------------------------------------
 
 
-def run_build(build_id: str, *, store: RedisStore, git: GitSource, builder: DockerBuilder,
+def run_build(build_id: str, *, store: RedisStore, git: Repositories, builder: Builder,
               queue: TaskQueue, settings: Settings) -> Build | None:
     """Fetch the commit, choose its spec, docker build it, stage it if asked. Every failure
     ends the build `failed` with the step that failed, and frees its cache key."""

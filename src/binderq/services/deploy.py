@@ -75,6 +75,7 @@ def request_launch(staging: Staging | str, *, store: RedisStore, queue: TaskQueu
     if pooled is not None:
         return pooled
     if not cold:
+        get_staging(staging.name, store=store)  # NotFound if it was deleted, not "empty"
         raise PoolEmpty(staging.name)
     fresh = get_staging(staging.name, store=store)
     return request_cold_launch(fresh, store=store, queue=queue, settings=settings)

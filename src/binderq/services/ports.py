@@ -25,6 +25,9 @@ class ReadinessProbe(Protocol):
 
 
 if TYPE_CHECKING:  # for annotations only
+    from pathlib import Path
+
+    from binderq.domain.builds import BuildLimits
     from binderq.domain.spec import ServerSpec
 
 
@@ -59,3 +62,20 @@ class Runtime(Protocol):
     def remove_server(self, server_id: str) -> None: ...
     def server_containers(self) -> Sequence[Container]: ...
     def adoption_facts(self, server_id: str) -> tuple[dict[str, str], str]: ...
+
+
+class Builder(Protocol):
+    """The image builder: docker build of a checkout with a finished Dockerfile."""
+
+    def build_image(self, context: Path, dockerfile: str, tag: str, *,
+                    expected_labels: dict[str, str], limits: BuildLimits,
+                    on_line: Callable[[str], None],
+                    should_stop: Callable[[], bool] = ...) -> str: ...
+    def remove_image(self, tag: str) -> None: ...
+
+
+class Repositories(Protocol):
+    """Where builds get their code: refs resolved, one commit checked out."""
+
+    def resolve(self, repo: str, ref: str) -> str: ...
+    def fetch(self, repo: str, commit: str, dest: Path) -> Path: ...

@@ -1,4 +1,5 @@
-"""Deploy: launch a staging as a server behind the proxy, and stop it again."""
+"""One server's life: its cold launch reserved and queued (API side), its containers
+started, probed and routed (worker side), and its stop. Who may launch is deploy.py's."""
 
 from __future__ import annotations
 
