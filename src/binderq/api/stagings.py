@@ -21,7 +21,7 @@ from marshmallow import (
 from binderq.api.context import context
 from binderq.domain.access import require_operator
 from binderq.domain.errors import FieldError, InvalidInput
-from binderq.domain.models import to_dict
+from binderq.domain.models import Resources, Staging, to_dict
 from binderq.domain.spec import memory_bytes
 from binderq.services import deploy, stagings
 
@@ -60,9 +60,10 @@ class StrictSchema(Schema):
 
 
 class ResourcesSchema(StrictSchema):
-    memory = fields.String(load_default="512m")
-    cpus = fields.Float(load_default=1.0, validate=validate.Range(min=0.01, max=64))
-    pids = fields.Integer(load_default=256, validate=validate.Range(min=8, max=65536))
+    memory = fields.String(load_default=Resources.memory)
+    cpus = fields.Float(load_default=Resources.cpus, validate=validate.Range(min=0.01, max=64))
+    pids = fields.Integer(load_default=Resources.pids,
+                          validate=validate.Range(min=8, max=65536))
 
     @validates("memory")
     def validate_memory(self, value: str, **_: Any) -> None:
@@ -101,15 +102,18 @@ class StagingFieldsSchema(StrictSchema):
     """A staging's fields but its image; every one has a default."""
 
     command = command_field(allow_none=True)
-    port = fields.Integer(load_default=8888, validate=validate.Range(min=1, max=65535))
+    port = fields.Integer(load_default=Staging.port, validate=validate.Range(min=1, max=65535))
     env = env_field()
     resources = fields.Nested(ResourcesSchema, load_default=lambda: ResourcesSchema().load({}))
     services = fields.List(fields.Nested(ServiceSchema), load_default=list,
                            validate=validate.Length(max=5))
     data = fields.List(fields.Nested(DataSchema), load_default=list,
                        validate=validate.Length(max=10))
-    cull_timeout = fields.Integer(load_default=600, validate=validate.Range(min=1, max=7 * 86400))
-    max_age = fields.Integer(load_default=21600, validate=validate.Range(min=1, max=30 * 86400))
+    # The defaults are the Staging record's own: one definition.
+    cull_timeout = fields.Integer(load_default=Staging.cull_timeout,
+                                  validate=validate.Range(min=1, max=7 * 86400))
+    max_age = fields.Integer(load_default=Staging.max_age,
+                             validate=validate.Range(min=1, max=30 * 86400))
     public = fields.Boolean(load_default=False)
     description = fields.String(load_default="", validate=validate.Length(max=2000))
     source = fields.Nested(SourceSchema, load_default=dict)
