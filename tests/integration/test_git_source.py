@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from binderq.adapters import git_source
-from binderq.adapters.git_source import GitSource, RepositoryError
-from binderq.domain.errors import InvalidInput
+from binderq.adapters.git_source import GitSource
+from binderq.domain.errors import InvalidInput, RepositoryError
 from tests.integration.conftest import git, init_repo
 
 

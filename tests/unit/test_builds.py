@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from binderq.adapters.git_source import GitSource, RepositoryError
+from binderq.adapters.git_source import GitSource
 from binderq.adapters.redis_store import Keys
 from binderq.api import create_app
 from binderq.domain.builds import (
@@ -20,7 +20,7 @@ from binderq.domain.builds import (
     lost_builds,
     with_labels,
 )
-from binderq.domain.errors import DependencyDown, InvalidInput, TooManyBuilds
+from binderq.domain.errors import DependencyDown, InvalidInput, RepositoryError, TooManyBuilds
 from binderq.domain.models import utcnow
 from binderq.services import lifecycle
 from binderq.services.builds import follow_build, request_build, stage_built

@@ -35,7 +35,7 @@ HALF_IMAGE_WAIT = 15.0
 DOCKERFILE = ".binderq.Dockerfile"  # written into the build context
 
 
-def _build_refused(error: docker.errors.APIError) -> BinderqError:
+def _build_refused(error: docker.errors.DockerException) -> BinderqError:
     return BuildFailed(f"docker refused the build: {short(error)}")
 
 
@@ -102,8 +102,10 @@ class DockerBuilder:
                 container_limits={"memory": limits.memory, "memswap": limits.memory,
                                   "cpushares": limits.cpu_shares})
         except docker.errors.DockerException as error:
-            if isinstance(error, docker.errors.APIError) or "reference" in str(error):
-                raise BuildFailed(f"docker refused the build: {short(error)}") from error
+            # A tag docker-py itself refuses is the build's fault, not the engine's (the
+            # engine's refusals, APIError, the decorator turns into BuildFailed).
+            if "reference" in str(error) and not isinstance(error, docker.errors.APIError):
+                raise _build_refused(error) from error
             raise
 
     def _kill_step(self, container_id: str) -> None:

@@ -18,8 +18,6 @@ from urllib.parse import urlsplit
 from binderq.domain.errors import FieldError, InvalidInput, RepositoryError
 from binderq.domain.repos import address_problem, check_ref, check_repo
 
-__all__ = ["GitSource", "RepositoryError"]  # RepositoryError is the domain's, kept here too
-
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 SIZE_CHECK_EVERY = 0.2  # seconds between looks at how much a fetch has written
 Resolver = Callable[[str], list[str]]

@@ -15,7 +15,7 @@ from binderq.api.context import context
 from binderq.api.streams import KEEPALIVE, event_stream, sse
 from binderq.domain.errors import FieldError, InvalidInput
 from binderq.services.health import health_report
-from binderq.services.repo_launch import HEARTBEAT, Progress, build_and_launch
+from binderq.services.repo_launch import Progress, build_and_launch
 
 blp = Blueprint("binderhub", __name__, description="BinderHub's build-and-launch stream.")
 
@@ -70,7 +70,7 @@ class BinderHubHealth(MethodView):
 def _binderhub_events(progress: Iterator[Progress]) -> Iterator[str]:
     """BinderHub's framing: `data: {"phase", "message", ...}`, heartbeats as comments."""
     for step in progress:
-        if step is HEARTBEAT or not step.phase:
+        if not step.phase:  # a heartbeat
             yield KEEPALIVE
         else:
             yield sse({"phase": step.phase, "message": step.message, **step.details})

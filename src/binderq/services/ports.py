@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+if TYPE_CHECKING:  # for annotations only
+    from pathlib import Path
+
+    from binderq.domain.builds import BuildLimits
+    from binderq.domain.spec import ServerSpec
+
 
 class TaskQueue(Protocol):
     def enqueue(self, name: str, *args: Any, task_id: str | None = None) -> str: ...
@@ -22,13 +28,6 @@ class Proxy(Protocol):
 class ReadinessProbe(Protocol):
     def __call__(self, base: str, token: str, *, timeout: float,
                  still_running: Callable[[], str | None]) -> dict[str, Any]: ...
-
-
-if TYPE_CHECKING:  # for annotations only
-    from pathlib import Path
-
-    from binderq.domain.builds import BuildLimits
-    from binderq.domain.spec import ServerSpec
 
 
 class Image(Protocol):
