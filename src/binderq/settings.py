@@ -43,6 +43,9 @@ class Settings:
     allow_local_repos: bool = False
     default_staging: str = ""
     cors_allow_origin: str = ""
+    # How many proxies in front of the API append to X-Forwarded-For (configurable-http-proxy
+    # is one); a client's address is read that many hops from the end. 0: the peer address.
+    trusted_proxies: int = 0
     # Names containers, networks and labels, so that two deployments on one engine never meet.
     instance: str = "binderq"
     notebook_image: str = "binderq/notebook:bookworm"
@@ -84,6 +87,8 @@ class Settings:
             raise SettingsError(f"BINDERQ_ORPHANS must be one of {ORPHAN_POLICIES}")
         if self.max_servers < 1:
             raise SettingsError("BINDERQ_MAX_SERVERS must be at least 1")
+        if self.trusted_proxies < 0:
+            raise SettingsError("BINDERQ_TRUSTED_PROXIES must be 0 or more")
         if self.max_builds < 1:
             raise SettingsError("BINDERQ_MAX_BUILDS must be at least 1")
         if self.publish_ip in ("0.0.0.0", "::"):

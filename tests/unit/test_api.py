@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
+from binderq.api import create_app
 from binderq.domain.tokens import server_token
 from binderq.services import stagings
 from tests.helpers import IMAGE, assert_error_format
@@ -271,3 +272,21 @@ def test_other_origins_and_the_default_get_no_cors_headers(settings, store, queu
     default = _app_with_origin(settings, store, queue, proxy, "")
     plain = default.get("/api/health", headers={"Origin": "https://journal.example"})
     assert "Access-Control-Allow-Origin" not in plain.headers
+
+
+
+@pytest.mark.parametrize("trusted, forwarded, seen", [
+    (0, "6.6.6.6", "127.0.0.1"),                    # reached directly: the header is ignored
+    (1, "6.6.6.6, 203.0.113.9", "203.0.113.9"),     # one proxy appended the real address
+    (1, "", "127.0.0.1"),                           # no header: the peer
+])
+def test_the_client_address_is_read_only_as_far_as_proxies_are_trusted(
+        settings, store, queue, proxy, trusted, forwarded, seen):
+    from binderq.api.context import context
+    app = create_app(settings.with_changes(trusted_proxies=trusted), store=store,
+                     queue=queue, proxy=proxy)
+    app.add_url_rule("/whoami", "whoami", lambda: context().caller().address)
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    answer = app.test_client().get("/whoami", headers=headers,
+                                   environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert answer.get_data(as_text=True) == seen

@@ -127,3 +127,14 @@ def test_build_image_names_are_valid_docker_references(repo):
     component = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
     assert re.fullmatch(rf"{component}(?:/{component})*", repository), name
     assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag), name
+
+
+def test_client_key_is_the_hashed_token_or_the_address():
+    from binderq.domain.access import Caller, is_anonymous_client
+    with_token = Caller(token="secret-token", scopes=frozenset({"launch"}), address="10.0.0.1")
+    anonymous = Caller(address="10.0.0.1")
+    assert "secret-token" not in with_token.client
+    assert with_token.client == Caller(token="secret-token", address="10.9.9.9").client
+    assert anonymous.client == "addr:10.0.0.1"
+    assert is_anonymous_client(anonymous.client) and not is_anonymous_client(with_token.client)
+    assert Caller(token="x", is_operator=True).client == "operator"

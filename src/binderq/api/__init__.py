@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask
 from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from binderq.api import (
     binderhub,
@@ -49,6 +50,9 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any,
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
+    if settings.trusted_proxies:  # request.remote_addr becomes the client's own address
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=0,
+                                x_host=0, x_port=0, x_prefix=0)
     app.json.sort_keys = False  # Flask 3 reads this, not JSON_SORT_KEYS; sorting is waste
     app.url_map.strict_slashes = False  # /api/spawn and /api/spawn/ alike, as tmpnb took
     app.extensions[EXTENSION] = ApiContext(settings=settings, store=store, queue=queue,

@@ -22,10 +22,11 @@ def presented_token() -> str:
 
 def identify(settings: Settings, store: RedisStore) -> Caller:
     """The caller of this request. Server tokens are checked per server, not here."""
-    token = presented_token()
+    token, address = presented_token(), request.remote_addr or ""
     if not token:
-        return Caller()
+        return Caller(address=address)
     if tokens_match(settings.operator_token, token):
-        return Caller(token=token, is_operator=True)
+        return Caller(token=token, is_operator=True, address=address)
     record = store.tokens.get(hash_token(token))
-    return Caller(token=token, scopes=frozenset(record["scopes"]) if record else frozenset())
+    return Caller(token=token, scopes=frozenset(record["scopes"]) if record else frozenset(),
+                  address=address)

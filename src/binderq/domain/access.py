@@ -4,6 +4,7 @@ or bad credentials) or Forbidden (a known caller without the right)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from binderq.domain.errors import Forbidden, Unauthorized
@@ -20,10 +21,18 @@ class Caller:
     token: str = ""
     is_operator: bool = False
     scopes: frozenset[str] = frozenset()
+    # The client's address, as trusted proxies reported it (see api/auth.py).
+    address: str = ""
 
     @property
     def anonymous(self) -> bool:
         return not self.token
+
+    @property
+    def client(self) -> str:
+        """Who this caller is for ownership and fair shares: its token when it has one
+        (hashed, never the token itself), otherwise its address."""
+        return client_key(self.token, self.address, is_operator=self.is_operator)
 
     @property
     def known(self) -> bool:
@@ -32,6 +41,26 @@ class Caller:
 
     def may(self, scope: str) -> bool:
         return self.is_operator or scope in self.scopes
+
+
+OPERATOR_CLIENT = "operator"
+_ADDRESS_PREFIX = "addr:"
+_TOKEN_PREFIX = "token:"
+
+
+def client_key(token: str, address: str, *, is_operator: bool = False) -> str:
+    """"operator", "token:<hash>" or "addr:<address>": the key that owns builds and counts
+    against a client's fair share."""
+    if is_operator:
+        return OPERATOR_CLIENT
+    if token:
+        return _TOKEN_PREFIX + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:24]
+    return _ADDRESS_PREFIX + address
+
+
+def is_anonymous_client(client: str) -> bool:
+    """Whether a client key names an address (a caller without a token)."""
+    return client.startswith(_ADDRESS_PREFIX)
 
 
 def require_operator(caller: Caller) -> None:

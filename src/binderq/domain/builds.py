@@ -41,6 +41,8 @@ class Build:
     task_id: str | None = None
     # Staging fields to stage the image under once built ({"name": ..., ...}), or None.
     staging: dict[str, Any] | None = None
+    # The client key (domain/access.client_key) of the caller who asked for this build.
+    requested_by: str = ""
 
 
 @dataclass(frozen=True)
