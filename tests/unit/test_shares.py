@@ -282,3 +282,12 @@ def test_a_cold_launch_records_its_client(store, queue, runtime, proxy, settings
     server = servers.launch_server(launch.server.id, store=store, runtime=runtime, proxy=proxy,
                                    probe=lambda *a, **k: {}, settings=settings)
     assert server.client == "operator" and server.status == ServerStatus.READY
+
+
+def test_binderq_up_trusts_its_own_proxy_unless_told_otherwise(monkeypatch):
+    from binderq.cli import settings_for_up
+
+    monkeypatch.delenv("BINDERQ_TRUSTED_PROXIES", raising=False)
+    assert settings_for_up(Settings(), "127.0.0.1", 8000).trusted_proxies == 1
+    monkeypatch.setenv("BINDERQ_TRUSTED_PROXIES", "2")
+    assert settings_for_up(Settings(trusted_proxies=2), "127.0.0.1", 8000).trusted_proxies == 2
