@@ -208,7 +208,7 @@ def test_launches_per_minute_are_shared_by_every_door_per_client(store, queue, r
     assert _launch(client, A).status_code == 201
     refused = client.post("/api/spawn/", environ_base=A)
     body = assert_error_format(refused, 429)
-    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert 0 < int(refused.headers["Retry-After"]) <= 61  # never early: rounded up
     assert "3 per minute (BINDERQ_CLIENT_LAUNCHES_PER_MINUTE)" in body["message"]
     assert body["errors"] == [{"resource": "Server", "field": "client_launches_per_minute",
                                "code": "rate_limited"}]

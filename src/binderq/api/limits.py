@@ -81,7 +81,8 @@ def init_limits(app: Flask, settings: Settings) -> Limiter:
     limiter = Limiter(
         key_func=rate_key, app=app, storage_uri=settings.redis_url or "memory://",
         storage_options=redis_options if settings.redis_url else {},
-        strategy="moving-window", headers_enabled=True,
+        # Retry-After is the refusal's own (one number in the header and the message).
+        strategy="moving-window", headers_enabled=False,
         # Redis down: let the request through; the store then answers 503 itself.
         swallow_errors=True,
     )
