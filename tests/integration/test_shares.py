@@ -22,7 +22,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from binderq.cli import WSGI_APP, gunicorn_command
-from binderq.domain.models import Staging, StagingStatus
+from binderq.domain.errors import QuotaExceeded
+from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus
 from binderq.domain.tokens import hash_token
 from binderq.processes import free_port, start_proxy, stop_process, wait_until
 from tests.integration.conftest import NOTEBOOK_IMAGE, OPERATOR, make_repo
@@ -214,3 +215,22 @@ def test_builds_in_progress_per_client(service, store, tmp_path):
     other = build(second)
     print(f"[shares] second token: {other.status_code}")
     assert other.status_code == 202
+
+
+def test_the_pool_claim_counts_the_clients_servers_in_real_redis(store):
+    _ready_staging(store, "pooled")
+    version = store.stagings.get("pooled").version
+    for n in range(3):
+        server = Server(id=f"p{n}", staging="pooled", staging_version=version, pooled=True)
+        store.servers.reserve(server, 50)
+        store.servers.transition(server.id, [ServerStatus.PENDING],
+                                 status=ServerStatus.STARTING)
+        store.servers.mark_ready(store.servers.get(server.id))
+    claimed = store.pools.claim("pooled", client="addr:a", client_limit=1)
+    assert claimed.server.client == "addr:a"
+    with pytest.raises(QuotaExceeded):
+        store.pools.claim("pooled", client="addr:a", client_limit=1)
+    assert store.pools.ready_count("pooled") == 2  # the refused claim popped nothing
+    store.servers.transition(claimed.server.id, [ServerStatus.READY],
+                             status=ServerStatus.STOPPING)
+    assert store.pools.claim("pooled", client="addr:a", client_limit=1) is not None
