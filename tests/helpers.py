@@ -13,7 +13,8 @@ from binderq.services.servers import Launch
 from tests.fakes import answering_probe
 
 IMAGE = "binderq/notebook:bookworm"
-ERROR_CODES = ("missing", "missing_field", "invalid", "already_exists", "unprocessable")
+ERROR_CODES = ("missing", "missing_field", "invalid", "already_exists", "unprocessable",
+               "quota_exceeded", "rate_limited")
 
 
 def ready_staging(store, queue, runtime, name: str = "demo", **fields: Any) -> Staging | None:

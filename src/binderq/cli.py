@@ -125,7 +125,8 @@ def up(host: str, port: int, *, demo: bool = False) -> int:
 
 
 def settings_for_up(settings: Settings, host: str, port: int) -> Settings:
-    """Fill what `binderq up` can choose itself: tokens, secret, public url, launch auth."""
+    """Fill what `binderq up` can choose itself: tokens, secret, public url, launch auth,
+    and that its own proxy is trusted to report client addresses."""
     changes: dict[str, object] = {
         "proxy_api_token": settings.proxy_api_token or secrets.token_hex(16),
         "secret_key": settings.secret_key or secrets.token_hex(32),
@@ -137,6 +138,10 @@ def settings_for_up(settings: Settings, host: str, port: int) -> Settings:
         changes["launch_auth"] = "open"
     if "BINDERQ_DEFAULT_STAGING" not in os.environ:
         changes["default_staging"] = DEMO_STAGING  # the tmpnb door serves the demo
+    if "BINDERQ_TRUSTED_PROXIES" not in os.environ:
+        # The API is reached through its own configurable-http-proxy, which appends the
+        # client's address to X-Forwarded-For: the fair shares key on that, not on the proxy.
+        changes["trusted_proxies"] = 1
     return settings.with_changes(**changes)
 
 

@@ -65,6 +65,12 @@ class Settings:
     max_builds: int = 10
     # What reconcile does with a labelled container Redis does not know: remove or adopt.
     orphans: str = "remove"
+    # Fair shares of one client (its token, else its address; the operator is exempt), each
+    # answered 429 past it; 0 is no limit. See docs/security-shares.md.
+    client_max_servers: int = 10
+    client_launches_per_minute: int = 20
+    client_max_builds: int = 2
+    client_builds_per_hour: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +97,10 @@ class Settings:
             raise SettingsError("BINDERQ_TRUSTED_PROXIES must be 0 or more")
         if self.max_builds < 1:
             raise SettingsError("BINDERQ_MAX_BUILDS must be at least 1")
+        for name in ("client_max_servers", "client_launches_per_minute", "client_max_builds",
+                     "client_builds_per_hour"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"BINDERQ_{name.upper()} must be 0 (no limit) or more")
         if self.publish_ip in ("0.0.0.0", "::"):
             raise SettingsError("BINDERQ_PUBLISH_IP must name one address, not all of them")
 

@@ -24,6 +24,7 @@ from binderq.api import (
 from binderq.api.context import EXTENSION, ApiContext
 from binderq.api.cors import enable_cors
 from binderq.api.errors import register_error_handlers
+from binderq.api.limits import init_limits
 from binderq.settings import Settings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -65,5 +66,6 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any,
                    health, binderhub):
         api.register_blueprint(module.blp)
     app.register_blueprint(metrics.blp)
+    init_limits(app, settings)
     enable_cors(app, settings.cors_allow_origin)
     return app

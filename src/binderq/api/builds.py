@@ -78,7 +78,8 @@ class Builds(MethodView):
         require_scope(ctx.caller(), "build")
         staging = fields["staging"]
         build = builds.request_build(fields["repo"], fields["ref"], staging, store=ctx.store,
-                                     queue=ctx.queue, git=ctx.git, settings=ctx.settings)
+                                     queue=ctx.queue, git=ctx.git, settings=ctx.settings,
+                                     caller=ctx.caller())
         response = jsonify(build_body(build))
         response.status_code = 200 if build.status == BuildStatus.SUCCEEDED else 202
         response.headers["Location"] = f"/api/builds/{build.id}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import current_app
+from flask import current_app, g
 
 from binderq.adapters.redis_store import RedisStore
 from binderq.api.auth import identify
@@ -28,7 +28,10 @@ class ApiContext:
     stagings: StagingCache = field(default_factory=lambda: StagingCache())
 
     def caller(self) -> Caller:
-        return identify(self.settings, self.store)
+        """This request's caller, identified once (the limits and the view both ask)."""
+        if "binderq_caller" not in g:
+            g.binderq_caller = identify(self.settings, self.store)
+        return g.binderq_caller
 
     def launch(self, staging: str, *, cold: bool = True) -> Launch:
         """Launch a server of staging for this request's caller: every door's one call."""

@@ -20,6 +20,7 @@ from binderq.domain.errors import (
     InvalidInput,
     NotFound,
     PoolEmpty,
+    QuotaExceeded,
     RepositoryError,
     StaleStaging,
     TooManyBuilds,
@@ -37,6 +38,7 @@ STATUS_OF = {
     CapacityExceeded: 429,
     TooManyBuilds: 429,
     PoolEmpty: 429,
+    QuotaExceeded: 429,
     DependencyDown: 503,
     Unauthorized: 401,
     Forbidden: 403,
@@ -85,9 +87,11 @@ def handle_binderq_error(error: BinderqError) -> ResponseReturnValue:
         errors = [{"resource": error.resource, "code": "missing"}]
     elif isinstance(error, Conflict):
         errors = [{"resource": error.resource, "code": error.code}]
+    elif isinstance(error, QuotaExceeded):
+        errors = [{"resource": error.resource, "field": error.field, "code": "quota_exceeded"}]
     response = jsonify(error_body(str(error), errors))
     response.status_code = status
-    if isinstance(error, (CapacityExceeded, TooManyBuilds, PoolEmpty)):
+    if isinstance(error, (CapacityExceeded, TooManyBuilds, PoolEmpty, QuotaExceeded)):
         response.headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthorized):
         response.headers["WWW-Authenticate"] = 'token realm="binderq"'

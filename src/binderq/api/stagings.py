@@ -116,6 +116,10 @@ class StagingFieldsSchema(StrictSchema):
                              validate=validate.Range(min=1, max=30 * 86400))
     public = fields.Boolean(load_default=False)
     description = fields.String(load_default="", validate=validate.Length(max=2000))
+    max_servers = fields.Integer(load_default=None, allow_none=True, strict=True,
+                                 validate=validate.Range(min=1), metadata={
+                                     "description": "servers of this staging at once, pooled "
+                                                    "ones too (429 past it); null: no limit"})
     source = fields.Nested(SourceSchema, load_default=dict)
 
     @validates("services")
@@ -155,6 +159,7 @@ class StagingSchema(Schema):
     max_age = fields.Integer()
     public = fields.Boolean()
     description = fields.String()
+    max_servers = fields.Integer(allow_none=True)
     source = fields.Nested(SourceSchema)
     status = fields.String(metadata={"enum": ["staging", "ready", "failed"]})
     error = fields.String(allow_none=True)

@@ -78,6 +78,19 @@ class TooManyBuilds(BinderqError):
 
 
 @dataclass
+class QuotaExceeded(BinderqError):
+    """A fair-share limit is reached (429): a client's servers or builds at once, or a
+    staging's max_servers. `field` names the limit (domain/shares.py builds these)."""
+
+    resource: str
+    field: str
+    limit: int
+    used: int
+    message: str
+    retry_after: int = 30
+
+
+@dataclass
 class DependencyDown(BinderqError):
     """Redis, the Docker engine or the proxy cannot be reached (503)."""
 

@@ -103,6 +103,8 @@ class Staging:
     max_age: int = 21600
     public: bool = False
     description: str = ""
+    # How many servers of this staging may exist at once (pooled ones too); None: no limit.
+    max_servers: int | None = None
     source: Source = field(default_factory=Source)
     status: StagingStatus = StagingStatus.STAGING
     error: str | None = None
@@ -145,6 +147,8 @@ class Server:
     # Where the proxy sends this server's traffic, e.g. http://127.0.0.1:32768.
     target: str | None = None
     task_id: str | None = None
+    # The client (domain/access.client_key) it was launched or claimed for; "" while pooled.
+    client: str = ""
     # Runs of the launch task so far; a launch that keeps dying is given up (MAX_LAUNCH_...).
     launch_attempts: int = 0
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from binderq.adapters.redis_store import RedisStore
+from binderq.domain.access import Caller
 from binderq.domain.builds import (
     CONFIG_DIRS,
     ENVIRONMENT_FILES,
@@ -29,8 +30,9 @@ from binderq.domain.builds import (
     staging_from_build,
     with_labels,
 )
-from binderq.domain.errors import BinderqError, Conflict, NotFound, TooManyBuilds
+from binderq.domain.errors import BinderqError, Conflict, NotFound, QuotaExceeded, TooManyBuilds
 from binderq.domain.models import utcnow
+from binderq.domain.shares import NO_SHARE, share_of
 from binderq.domain.spec import memory_bytes
 from binderq.domain.tokens import new_task_id
 from binderq.services.pools import check_pool_size, set_pool_size
@@ -48,16 +50,20 @@ _READ = {*ENVIRONMENT_FILES, *UNSUPPORTED, "Dockerfile"}
 
 
 def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store: RedisStore,
-                  queue: TaskQueue, git: Repositories, settings: Settings) -> Build:
+                  queue: TaskQueue, git: Repositories, settings: Settings,
+                  caller: Caller | None = None) -> Build:
     """The build of repo at ref: a finished one from the cache (cached=True), the one
-    already running for the same commit, or a new one queued."""
+    already running for the same commit, or a new one queued for caller, within the
+    service's limit and the caller's share of builds in progress (domain/shares.py)."""
     if staging and staging.get("pool_size") is not None:
         check_pool_size(staging["pool_size"], settings, resource="Build",
                         field="staging.pool_size")
     commit = git.resolve(repo, ref)  # checks repo and ref before git runs
     key = cache_key(repo, commit, settings.notebook_image)
+    share = share_of(caller, max_servers=settings.client_max_servers,
+                     max_builds=settings.client_max_builds) if caller else NO_SHARE
     build = Build(id=secrets.token_hex(6), repo=repo, ref=ref, commit=commit,
-                  task_id=new_task_id(), staging=staging)
+                  task_id=new_task_id(), staging=staging, requested_by=share.client)
     store.builds.save(build)
     existing = _claim_or_share(key, build, store=store)
     if existing is not None:
@@ -66,10 +72,13 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
             _stage_when_built(existing, staging, store=store, queue=queue, settings=settings)
         return replace(existing, cached=True) if existing.status == \
             BuildStatus.SUCCEEDED else existing
-    if store.builds.admit(build.id, settings.max_builds) is not None:
-        refused = TooManyBuilds(limit=settings.max_builds, build_id=build.id)
+    try:
+        if store.builds.admit(build.id, settings.max_builds, client=share.client,
+                              client_limit=share.max_builds) is not None:
+            raise TooManyBuilds(limit=settings.max_builds, build_id=build.id)
+    except (TooManyBuilds, QuotaExceeded) as refused:
         _fail(store, build, refused.message, settings)
-        raise refused
+        raise
     store.builds.append_log(build.id, phase=str(BuildStatus.QUEUED),
                             message="waiting for a builds worker")
     try:

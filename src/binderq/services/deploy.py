@@ -12,6 +12,7 @@ from binderq.domain.access import Caller, require_launch_right
 from binderq.domain.errors import Conflict, PoolEmpty, StaleStaging
 from binderq.domain.models import Staging
 from binderq.domain.pools import is_pooled_unclaimed
+from binderq.domain.shares import NO_SHARE, ClientShare, share_of
 from binderq.services.pools import claim_from_pool, retire_unclaimed
 from binderq.services.ports import TaskQueue
 from binderq.services.servers import Launch, request_cold_launch, request_stop
@@ -50,35 +51,40 @@ def launch(name: str, *, caller: Caller, store: RedisStore, queue: TaskQueue,
     server (tmpnb's door) and raises PoolEmpty when there is none.
     """
     cache = stagings or StagingCache()
+    share = share_of(caller, max_servers=settings.client_max_servers,
+                     max_builds=settings.client_max_builds)
     for fresh in (False, True):
         staging = cache.get(name, store, fresh=fresh)
         require_launch_right(caller, public=staging.public, launch_auth=settings.launch_auth)
         try:
             return request_launch(staging, store=store, queue=queue, settings=settings,
-                                  cold=cold)
+                                  cold=cold, share=share)
         except StaleStaging:
             continue
     raise StaleStaging(name)  # changed twice within one request: let the client retry
 
 
 def request_launch(staging: Staging | str, *, store: RedisStore, queue: TaskQueue,
-                   settings: Settings, cold: bool = True) -> Launch:
+                   settings: Settings, cold: bool = True,
+                   share: ClientShare = NO_SHARE) -> Launch:
     """A ready server from the staging's pool if it has one; else queue a cold launch.
-    The caller's right is launch()'s to check: doors call launch(), not this.
+    The caller's right is launch()'s to check: doors call launch(), not this. Either way
+    the server is share's client's, within its share (domain/shares.py).
 
     staging may be a copy the caller cached: the claim refuses it if it is stale
     (StaleStaging), and the cold path reads the staging afresh.
     """
     if isinstance(staging, str):
         staging = get_staging(staging, store=store)
-    pooled = claim_from_pool(staging, store=store, queue=queue, settings=settings)
+    pooled = claim_from_pool(staging, store=store, queue=queue, settings=settings, share=share)
     if pooled is not None:
         return pooled
     if not cold:
         get_staging(staging.name, store=store)  # NotFound if it was deleted, not "empty"
         raise PoolEmpty(staging.name)
     fresh = get_staging(staging.name, store=store)
-    return request_cold_launch(fresh, store=store, queue=queue, settings=settings)
+    return request_cold_launch(fresh, store=store, queue=queue, settings=settings,
+                               share=share)
 
 
 def delete_staging(name: str, *, force: bool, store: RedisStore, queue: TaskQueue) -> None:

@@ -6,7 +6,13 @@ import logging
 import secrets
 
 from binderq.adapters.redis_store import RedisStore
-from binderq.domain.errors import CapacityExceeded, FieldError, InvalidInput, NotFound
+from binderq.domain.errors import (
+    CapacityExceeded,
+    FieldError,
+    InvalidInput,
+    NotFound,
+    QuotaExceeded,
+)
 from binderq.domain.lifecycle import cull_deadline, cull_limits
 from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus, utcnow
 from binderq.domain.pools import (
@@ -16,6 +22,7 @@ from binderq.domain.pools import (
     is_pooled_unclaimed,
     plan_pool,
 )
+from binderq.domain.shares import NO_SHARE, ClientShare
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
 from binderq.services.ports import Runtime, TaskQueue
 from binderq.services.servers import Launch
@@ -36,20 +43,24 @@ QUEUED_TTL = 30  # seconds a queued replenish keeps others from being queued
 def set_pool_size(staging_name: str, size: int, *, store: RedisStore, queue: TaskQueue,
                   settings: Settings) -> Pool:
     """Set how many servers the pool keeps ready; upkeep starts or stops servers to match."""
-    get_staging(staging_name, store=store)
-    check_pool_size(size, settings)
+    staging = get_staging(staging_name, store=store)
+    check_pool_size(size, settings, staging_max=staging.max_servers)
     store.pools.set_size(staging_name, size)
     request_replenish(staging_name, store=store, queue=queue)
     return get_pool(staging_name, store=store)
 
 
 def check_pool_size(size: int, settings: Settings, *, resource: str = "Pool",
-                    field: str = "size") -> None:
-    """A pool may not be larger than the service's capacity."""
+                    field: str = "size", staging_max: int | None = None) -> None:
+    """A pool may not be larger than the service's capacity, nor its staging's max_servers."""
     if size > settings.max_servers:
         raise InvalidInput(resource, errors=[FieldError(
             field, "invalid", f"a pool of {size} is larger than the service's capacity of "
                               f"{settings.max_servers} servers (BINDERQ_MAX_SERVERS)")])
+    if staging_max is not None and size > staging_max:
+        raise InvalidInput(resource, errors=[FieldError(
+            field, "invalid", f"a pool of {size} is larger than its staging's max_servers "
+                              f"({staging_max})")])
 
 
 def get_pool(staging_name: str, *, store: RedisStore) -> Pool:
@@ -103,8 +114,9 @@ def retire_unclaimed(staging_name: str, reason: str, *, store: RedisStore,
 
 
 def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
-                    settings: Settings) -> Launch | None:
-    """A ready server from the staging's pool, claimed atomically; None if it has none.
+                    settings: Settings, share: ClientShare = NO_SHARE) -> Launch | None:
+    """A ready server from the staging's pool, claimed atomically for share's client (who
+    must hold fewer than its max_servers, else QuotaExceeded); None if it has none.
 
     StaleStaging if staging is not the current version: the caller decided (who may launch,
     when it is culled) on an old one. No Docker or proxy call: pooled servers were routed
@@ -114,7 +126,7 @@ def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
     now = utcnow()
     claim = store.pools.claim(
         staging.name, queued_ttl=QUEUED_TTL, expected_version=staging.version,
-        claimed_at=now, last_activity=now,
+        client=share.client, client_limit=share.max_servers, claimed_at=now, last_activity=now,
         cull_at=cull_deadline(handed_out=now, last_activity=now, limits=cull_limits(staging)),
     )
     if claim is None:
@@ -207,9 +219,10 @@ def _start_pooled_server(staging: Staging, *, store: RedisStore, queue: TaskQueu
     server = Server(id=new_server_id(), staging=staging.name, staging_version=staging.version,
                     pooled=True, task_id=new_task_id())
     try:
-        store.servers.reserve(server, settings.max_servers)
-    except CapacityExceeded:
-        log.warning("pool %s: at capacity, cannot start more servers", staging.name)
+        store.servers.reserve(server, settings.max_servers,
+                              staging_limit=staging.max_servers or 0)
+    except (CapacityExceeded, QuotaExceeded) as full:
+        log.warning("pool %s: cannot start more servers: %s", staging.name, full)
         return False
     queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id)
     return True

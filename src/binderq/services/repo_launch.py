@@ -13,7 +13,7 @@ from typing import Any
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.access import Caller, require_build_right, require_launch_right
 from binderq.domain.builds import Build, BuildStatus, staging_from_build
-from binderq.domain.errors import BinderqError, LaunchFailed, TooManyBuilds
+from binderq.domain.errors import BinderqError, LaunchFailed, QuotaExceeded, TooManyBuilds
 from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus
 from binderq.services import builds, deploy, stagings
 from binderq.services.ports import TaskQueue
@@ -63,8 +63,8 @@ def build_and_launch(repo: str, ref: str, *, caller: Caller, store: RedisStore,
     require_launch_right(caller, public=True, launch_auth=settings.launch_auth)
     try:
         build = builds.request_build(repo, ref, None, store=store, queue=queue, git=git,
-                                     settings=settings)
-    except TooManyBuilds as error:  # BinderHub says so in the stream, as `failed`
+                                     settings=settings, caller=caller)
+    except (TooManyBuilds, QuotaExceeded) as error:  # BinderHub says so in the stream
         return iter([Progress("failed", error.message)])
     flow = _Flow(caller, store, queue, settings, cache or deploy.StagingCache(),
                  waits or Waits())

@@ -18,6 +18,7 @@ from binderq.domain.models import (
     utcnow,
 )
 from binderq.domain.pools import FAILURE_WINDOW
+from binderq.domain.shares import NO_SHARE, ClientShare
 from binderq.domain.spec import ServerSpec, server_path, server_spec
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
 from binderq.services.ports import Proxy, ReadinessProbe, Runtime, TaskQueue
@@ -47,8 +48,10 @@ def server_url(settings: Settings, server_id: str) -> str:
 
 
 def request_cold_launch(staging: Staging, *, store: RedisStore, queue: TaskQueue,
-                        settings: Settings) -> Launch:
-    """Reserve a place for a new server of a ready staging and queue its launch."""
+                        settings: Settings, share: ClientShare = NO_SHARE) -> Launch:
+    """Reserve a place for a new server of a ready staging, for share's client, and queue
+    its launch. The client's, the staging's and the service's limits are checked with the
+    reservation, in one step (QuotaExceeded, CapacityExceeded)."""
     staging_name = staging.name
     if staging.status == StagingStatus.STAGING:
         raise Conflict("Staging", f"staging {staging_name!r} is not ready yet (status: staging);"
@@ -57,8 +60,9 @@ def request_cold_launch(staging: Staging, *, store: RedisStore, queue: TaskQueue
         raise Conflict("Staging", f"staging {staging_name!r} failed: {staging.error}; "
                                   "fix it and PUT it again")
     server = Server(id=new_server_id(), staging=staging.name, staging_version=staging.version,
-                    task_id=new_task_id())
-    store.servers.reserve(server, settings.max_servers)
+                    task_id=new_task_id(), client=share.client)
+    store.servers.reserve(server, settings.max_servers, staging_limit=staging.max_servers or 0,
+                          client_limit=share.max_servers)
     try:
         queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id)
     except BinderqError as error:

@@ -18,6 +18,7 @@ from binderq.adapters.redis_store.common import (
     text,
 )
 from binderq.domain.builds import Build, BuildStatus, build_from_dict, build_to_dict
+from binderq.domain.shares import client_builds_quota
 
 _IS_FINAL_BUILD = """
 local function is_final(status)
@@ -46,17 +47,23 @@ redis.call('RPUSH', KEYS[2], ARGV[1])
 return 1
 """
 
-# Admit a build among those in progress if fewer than the limit are; members whose record
-# is final or gone (an expired record, a lost write) are dropped first. -1 when admitted,
-# else how many are in progress.
+# Admit a build among those in progress if fewer than the limit are, and fewer than the
+# client's limit (ARGV[4] > 0) were requested by its client (ARGV[5], as requested_by holds
+# it); members whose record is final or gone (an expired record, a lost write) are dropped
+# first. -1 when admitted, else {'client' or 'service', how many are in progress}.
 _ADMIT_BUILD = _IS_FINAL_BUILD + """
-local count = 0
+local count, mine = 0, 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local status = redis.call('HGET', ARGV[3] .. id, 'status')
-  if not status or is_final(status) then redis.call('SREM', KEYS[1], id)
-  else count = count + 1 end
+  local fields = redis.call('HMGET', ARGV[3] .. id, 'status', 'requested_by')
+  if not fields[1] or is_final(fields[1]) then redis.call('SREM', KEYS[1], id)
+  else
+    count = count + 1
+    if fields[2] == ARGV[5] then mine = mine + 1 end
+  end
 end
-if count >= tonumber(ARGV[1]) then return count end
+local client_limit = tonumber(ARGV[4])
+if client_limit > 0 and mine >= client_limit then return {'client', mine} end
+if count >= tonumber(ARGV[1]) then return {'service', count} end
 redis.call('SADD', KEYS[1], ARGV[2])
 return -1
 """
@@ -111,12 +118,21 @@ class BuildStore:
         ids = [text(i) for i in self.redis.smembers(Keys.BUILDS_IN_PROGRESS)]
         return [build for build in map(self.get, ids) if build is not None]
 
-    def admit(self, build_id: str, limit: int) -> int | None:
+    def admit(self, build_id: str, limit: int, *, client: str = "",
+              client_limit: int = 0) -> int | None:
         """Count build_id among the builds in progress if fewer than limit are (None); else
-        how many are. It leaves the count when it is moved to a final status."""
+        how many are. It leaves the count when it is moved to a final status. With
+        client_limit (> 0), also fewer than client_limit of those in progress may have been
+        requested by client (Build.requested_by), else QuotaExceeded."""
         prefix = Keys.BUILD.format(id="")
-        found = int(self._admit(keys=[Keys.BUILDS_IN_PROGRESS], args=[limit, build_id, prefix]))
-        return None if found < 0 else found
+        found = self._admit(keys=[Keys.BUILDS_IN_PROGRESS],
+                            args=[limit, build_id, prefix, client_limit, json.dumps(client)])
+        if found == -1:
+            return None
+        which, count = text(found[0]), int(found[1])
+        if which == "client":
+            raise client_builds_quota(client_limit, count)
+        return count
 
     def add_staging(self, build_id: str, staging: dict[str, Any]) -> bool:
         """Stage the build's image under staging too once built; False if it is final."""

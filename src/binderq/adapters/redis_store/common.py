@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import redis
@@ -29,6 +29,9 @@ class Keys:
     SERVER = "binderq:server:{id}"
     SERVERS = "binderq:servers"
     ACTIVE_SERVERS = "binderq:servers:active"
+    # Fair shares: the servers of one staging, of one client (members pruned as they are counted).
+    STAGING_SERVERS = "binderq:servers:staging:{name}"
+    CLIENT_SERVERS = "binderq:servers:client:{client}"
     POOLS = "binderq:pools"
     POOL = "binderq:pool:{staging}"
     POOL_READY = "binderq:pool:{staging}:ready"
@@ -50,6 +53,25 @@ class Keys:
 RELEASE_IF_HELD = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+
+def lua_status_set(statuses: Iterable[str]) -> str:
+    """A Lua table literal {['"ready"']=true, ...}: statuses as the records hold them."""
+    return "{" + ", ".join(f"['{json.dumps(str(s))}']=true" for s in statuses) + "}"
+
+
+# count_held(set, statuses, prefix): how many members' records (prefix .. id) have one of
+# statuses; members that have none (or no record) are dropped from the set as they are seen.
+COUNT_HELD = """
+local function count_held(set, statuses, prefix)
+  local held = 0
+  for _, id in ipairs(redis.call('SMEMBERS', set)) do
+    if statuses[redis.call('HGET', prefix .. id, 'status') or ''] then held = held + 1
+    else redis.call('SREM', set, id) end
+  end
+  return held
+end
 """
 
 

@@ -11,14 +11,17 @@ from typing import Any
 import redis
 
 from binderq.adapters.redis_store.common import (
+    COUNT_HELD,
     Keys,
     decode,
     encode,
+    lua_status_set,
     speaks_to_redis,
     text,
 )
 from binderq.domain.errors import StaleStaging
 from binderq.domain.models import Server, jsonable, server_from_dict, utcnow
+from binderq.domain.shares import CLIENT_SERVER_STATUSES, client_servers_quota
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,17 @@ class PoolClaim:
 # Servers that fail the check stay out of the list for upkeep to retire. A miss is counted
 # when the list runs dry. "Pooled and unclaimed" is domain.pools.is_pooled_unclaimed (pooled
 # true, claimed_at null); tests/unit/test_store.py checks that they agree.
-_CLAIM = """
+# A client at its share (ARGV[4] > 0 servers held, domain/shares.py) is refused ({'quota',
+# held}) before anything is popped; a claimed server joins its client's set (KEYS[5]).
+_CLAIM = COUNT_HELD + f"""
 local version = redis.call('HGET', KEYS[2], 'version')
 if not version then return false end
-if ARGV[3] ~= '' and ARGV[3] ~= version then return {'stale'} end
+if ARGV[3] ~= '' and ARGV[3] ~= version then return {{'stale'}} end
+local client_limit = tonumber(ARGV[4])
+if client_limit > 0 then
+  local held = count_held(KEYS[5], {lua_status_set(CLIENT_SERVER_STATUSES)}, ARGV[1])
+  if held >= client_limit then return {{'quota', held}} end
+end
 while true do
   local id = redis.call('LPOP', KEYS[1])
   if not id then
@@ -50,10 +60,11 @@ while true do
                            'claimed_at')
   if fields[1] == '"ready"' and fields[2] == version and fields[3] == 'true'
       and fields[4] == 'null' then
-    redis.call('HSET', server, unpack(ARGV, 4))
+    redis.call('HSET', server, unpack(ARGV, 6))
+    if ARGV[5] == '1' then redis.call('SADD', KEYS[5], id) end
     redis.call('HINCRBY', KEYS[3], 'hits', 1)
     local queue_it = redis.call('SET', KEYS[4], 1, 'NX', 'EX', tonumber(ARGV[2]))
-    return {id, queue_it and 1 or 0, redis.call('HGETALL', server)}
+    return {{id, queue_it and 1 or 0, redis.call('HGETALL', server)}}
   end
 end
 """
@@ -110,22 +121,29 @@ class PoolStore:
             pipe.execute()
 
     def claim(self, staging: str, *, queued_ttl: int = 30,
-              expected_version: int | None = None, **claim: Any) -> PoolClaim | None:
+              expected_version: int | None = None, client: str = "", client_limit: int = 0,
+              **claim: Any) -> PoolClaim | None:
         """Atomically take a ready server of the staging's current version from its pool.
 
         One round trip, on the hot path of every pooled launch: the claim, the hit, the
         claimed server's record, and whether a replenish must be queued. With
-        expected_version, StaleStaging if the staging is at another version now.
+        expected_version, StaleStaging if the staging is at another version now. The server
+        is claimed for client, which must hold fewer than client_limit servers (0: no
+        limit), else QuotaExceeded.
         """
         keys = [Keys.POOL_READY.format(staging=staging), Keys.STAGING.format(name=staging),
-                Keys.POOL.format(staging=staging), Keys.POOL_QUEUED.format(staging=staging)]
+                Keys.POOL.format(staging=staging), Keys.POOL_QUEUED.format(staging=staging),
+                Keys.CLIENT_SERVERS.format(client=client)]
         expected = json.dumps(expected_version) if expected_version is not None else ""
-        args = [Keys.SERVER.format(id=""), queued_ttl, expected, *encode(claim)]
+        args = [Keys.SERVER.format(id=""), queued_ttl, expected, client_limit,
+                "1" if client else "0", *encode({**claim, "client": client})]
         claimed = self._claim(keys=keys, args=args)
         if not claimed:
             return None
-        if len(claimed) == 1:
+        if text(claimed[0]) == "stale":
             raise StaleStaging(staging)
+        if text(claimed[0]) == "quota":
+            raise client_servers_quota(client_limit, int(claimed[1]))
         _, queue_replenish, flat = claimed
         record = decode(dict(zip(flat[::2], flat[1::2], strict=True)))
         return PoolClaim(server_from_dict(record), bool(queue_replenish))

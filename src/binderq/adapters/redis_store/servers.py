@@ -10,27 +10,59 @@ from typing import Any
 import redis
 
 from binderq.adapters.redis_store.common import (
+    COUNT_HELD,
     Keys,
     decode,
     encode,
+    lua_status_set,
     pairs,
     speaks_to_redis,
     text,
 )
 from binderq.domain.errors import CapacityExceeded
-from binderq.domain.models import Server, ServerStatus, server_from_dict, to_dict, utcnow
+from binderq.domain.models import (
+    ACTIVE_SERVER_STATUSES,
+    Server,
+    ServerStatus,
+    server_from_dict,
+    to_dict,
+    utcnow,
+)
+from binderq.domain.shares import (
+    CLIENT_SERVER_STATUSES,
+    client_servers_quota,
+    staging_servers_quota,
+)
 
-# Reserve a place for a new server: refuse past capacity, else write it and count it active.
-_RESERVE_SERVER = """
+# Reserve a place for a new server: refuse past the client's share, the staging's
+# max_servers or the service's capacity (0: no limit; the first one reached is named), else
+# write it and count it active, of its staging and of its client. The sets of a staging and a
+# client count only what domain/shares.py says they hold, pruned as they are counted.
+# ARGV: capacity, id, staging limit, client limit, server key prefix, has a client, fields...
+_RESERVE_SERVER = COUNT_HELD + f"""
+local client_limit = tonumber(ARGV[4])
+if client_limit > 0 then
+  local held = count_held(KEYS[5], {lua_status_set(CLIENT_SERVER_STATUSES)}, ARGV[5])
+  if held >= client_limit then return {{0, 'client', held}} end
+end
+local staging_limit = tonumber(ARGV[3])
+if staging_limit > 0 then
+  local held = count_held(KEYS[4], {lua_status_set(ACTIVE_SERVER_STATUSES)}, ARGV[5])
+  if held >= staging_limit then return {{0, 'staging', held}} end
+end
 local used = redis.call('SCARD', KEYS[2])
-if used >= tonumber(ARGV[1]) then return {0, used} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if used >= tonumber(ARGV[1]) then return {{0, 'service', used}} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[2])
-return {1, used + 1}
+redis.call('SADD', KEYS[4], ARGV[2])
+if ARGV[6] == '1' then redis.call('SADD', KEYS[5], ARGV[2]) end
+return {{1, '', used + 1}}
 """
 
-# Move a server between statuses only from an allowed one; a terminal status frees its place.
+# Move a server between statuses only from an allowed one; a terminal status frees its place,
+# in the service's count and in its staging's and client's. ARGV[5], ARGV[6]: the key
+# prefixes of a staging's and a client's set of servers.
 _TRANSITION_SERVER = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {-1, ''} end
@@ -40,9 +72,12 @@ for _, status in ipairs(allowed) do
   if status == current then ok = true end
 end
 if not ok then return {0, current} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 if ARGV[2] == '1' then
   redis.call('SREM', KEYS[2], ARGV[4])
+  local owner = redis.call('HMGET', KEYS[1], 'staging', 'client')
+  if owner[1] then redis.call('SREM', ARGV[5] .. cjson.decode(owner[1]), ARGV[4]) end
+  if owner[2] then redis.call('SREM', ARGV[6] .. cjson.decode(owner[2]), ARGV[4]) end
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 end
 return {1, current}
@@ -68,13 +103,25 @@ class ServerStore:
         self._transition = client.register_script(_TRANSITION_SERVER)
         self._ready = client.register_script(_READY)
 
-    def reserve(self, server: Server, max_servers: int) -> None:
-        """Write a new server if fewer than max_servers are active; else CapacityExceeded."""
-        keys = [Keys.SERVER.format(id=server.id), Keys.ACTIVE_SERVERS, Keys.SERVERS]
-        args = [max_servers, server.id, *encode(to_dict(server))]
-        written, used = self._reserve(keys=keys, args=args)
-        if not written:
-            raise CapacityExceeded(limit=max_servers, used=int(used))
+    def reserve(self, server: Server, max_servers: int, *, staging_limit: int = 0,
+                client_limit: int = 0) -> None:
+        """Write a new server if its client (server.client) holds fewer than client_limit,
+        its staging fewer than staging_limit, and the service fewer than max_servers (0: no
+        limit); else QuotaExceeded naming the limit, or CapacityExceeded."""
+        keys = [Keys.SERVER.format(id=server.id), Keys.ACTIVE_SERVERS, Keys.SERVERS,
+                Keys.STAGING_SERVERS.format(name=server.staging),
+                Keys.CLIENT_SERVERS.format(client=server.client)]
+        args = [max_servers, server.id, staging_limit, client_limit, Keys.SERVER.format(id=""),
+                "1" if server.client else "0", *encode(to_dict(server))]
+        written, limit, used = self._reserve(keys=keys, args=args)
+        if written:
+            return
+        used, limit = int(used), text(limit)
+        if limit == "client":
+            raise client_servers_quota(client_limit, used)
+        if limit == "staging":
+            raise staging_servers_quota(server.staging, staging_limit, used)
+        raise CapacityExceeded(limit=max_servers, used=used)
 
     def adopt(self, server: Server) -> None:
         """Write a server rebuilt from its container; capacity does not apply: it runs."""
@@ -82,6 +129,7 @@ class ServerStore:
             pipe.hset(Keys.SERVER.format(id=server.id), mapping=pairs(to_dict(server)))
             pipe.sadd(Keys.ACTIVE_SERVERS, server.id)
             pipe.sadd(Keys.SERVERS, server.id)
+            pipe.sadd(Keys.STAGING_SERVERS.format(name=server.staging), server.id)
             pipe.execute()
 
     def get(self, server_id: str) -> Server | None:
@@ -105,6 +153,8 @@ class ServerStore:
             "1" if terminal else "0",
             self.record_ttl,
             server_id,
+            Keys.STAGING_SERVERS.format(name=""),
+            Keys.CLIENT_SERVERS.format(client=""),
             *encode(changes),
         ]
         keys = [Keys.SERVER.format(id=server_id), Keys.ACTIVE_SERVERS]
