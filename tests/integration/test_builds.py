@@ -7,7 +7,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -114,12 +113,12 @@ def test_a_failing_dockerfile_fails_keeps_its_log_and_leaves_no_image(api, tmp_p
 
 @pytest.mark.parametrize("attack, error", [
     ("symlink", "fetching failed: the symlink passwords points outside the repository"),
-    ("large", "fetching failed: the repository is larger than the limit of 8 MiB"),
+    ("large", "fetching failed: the repository's files are 12 MiB, over the 8 MiB limit"),
 ])
 def test_a_repository_that_attacks_gets_a_failed_build_and_nothing_else(
         api, tmp_path, runtime, attack, error, no_build_containers):
     url = make_repo(tmp_path, attack, {"Dockerfile": DOCKERFILE, **(
-        {"noise.bin": os.urandom(12 * 1024**2)} if attack == "large" else {})})
+        {"zeros.bin": bytes(12 * 1024**2)} if attack == "large" else {})})
     if attack == "symlink":
         path = Path(url.removeprefix("file://"))
         (path / "passwords").symlink_to("/etc/passwd")
@@ -232,7 +231,8 @@ def _ready(api, name):
     {"repo": "ext::sh -c touch% {sentinel}"},
     {"repo": "ssh://-oProxyCommand=touch%20{sentinel}/x"},
     {"repo": "https://169.254.169.254/latest"},
-    {"repo": "https://127.0.0.1:2375/x"},
+    {"repo": "https://100.100.100.200/latest"},
+    {"repo": "https://reader:hunter2@example.org/x"},
     {"repo": "https://example.org/x", "ref": "--upload-pack=touch {sentinel}"},
     {"repo": "https://example.org/x", "ref": "-bx"},
     {"repo": "https://example.org/x", "ref": ".."},
