@@ -63,6 +63,9 @@ class Settings:
     max_repo_bytes: int = 500 * 1024**2
     # How many builds may be in progress (queued or running) at once; more get 429 and fail.
     max_builds: int = 10
+    # Comma-separated images that builds without a token may start FROM, besides the
+    # notebook image; empty: the images of public stagings (services/build_rules.py).
+    build_base_images: str = ""
     # What reconcile does with a labelled container Redis does not know: remove or adopt.
     orphans: str = "remove"
     # Fair shares of one client (its token, else its address; the operator is exempt), each

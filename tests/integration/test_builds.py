@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -114,12 +116,12 @@ def test_a_failing_dockerfile_fails_keeps_its_log_and_leaves_no_image(api, tmp_p
 
 @pytest.mark.parametrize("attack, error", [
     ("symlink", "fetching failed: the symlink passwords points outside the repository"),
-    ("large", "fetching failed: the repository is larger than the limit of 8 MiB"),
+    ("large", "fetching failed: the repository's files are 12 MiB, over the 8 MiB limit"),
 ])
 def test_a_repository_that_attacks_gets_a_failed_build_and_nothing_else(
         api, tmp_path, runtime, attack, error, no_build_containers):
     url = make_repo(tmp_path, attack, {"Dockerfile": DOCKERFILE, **(
-        {"noise.bin": os.urandom(12 * 1024**2)} if attack == "large" else {})})
+        {"zeros.bin": bytes(12 * 1024**2)} if attack == "large" else {})})
     if attack == "symlink":
         path = Path(url.removeprefix("file://"))
         (path / "passwords").symlink_to("/etc/passwd")
@@ -232,7 +234,8 @@ def _ready(api, name):
     {"repo": "ext::sh -c touch% {sentinel}"},
     {"repo": "ssh://-oProxyCommand=touch%20{sentinel}/x"},
     {"repo": "https://169.254.169.254/latest"},
-    {"repo": "https://127.0.0.1:2375/x"},
+    {"repo": "https://100.100.100.200/latest"},
+    {"repo": "https://reader:hunter2@example.org/x"},
     {"repo": "https://example.org/x", "ref": "--upload-pack=touch {sentinel}"},
     {"repo": "https://example.org/x", "ref": "-bx"},
     {"repo": "https://example.org/x", "ref": ".."},
@@ -403,3 +406,64 @@ def test_health_answers_as_binderhub_does(api):
     assert body["ok"] is True
     assert {check["service"] for check in body["checks"]} == {"redis", "docker", "proxy",
                                                               "workers"}
+
+
+def test_add_from_a_url_is_refused_and_the_engine_never_fetches_it(api, tmp_path):
+    # The engine fetches ADD's URLs itself, from this machine: here, a service on loopback.
+    asked = []
+
+    class Secret(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            asked.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"secret")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Secret)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        url = make_repo(tmp_path, "add-url", {"Dockerfile": DOCKERFILE + (
+            f"ADD --chown=1000:1000 \\\n  http://127.0.0.1:{port}/latest/meta-data /x\n")})
+        build = finished(api, api.post("/api/builds", json={"repo": url},
+                                       headers=OPERATOR).get_json()["id"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert build["status"] == "failed"
+    assert build["error"].startswith("checking the build rules failed: Dockerfile: line 3: "
+                                     f"ADD http://127.0.0.1:{port}/latest/meta-data would be "
+                                     "fetched by the Docker engine"), build["error"]
+    assert asked == []
+
+
+def _pool_children(worker) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def test_a_build_whose_worker_is_killed_is_run_again_and_given_up_after_three(
+        api, tmp_path, store, build_worker, no_build_containers):
+    url = make_repo(tmp_path, "killed", {"Dockerfile": DOCKERFILE + "RUN sleep 60\n"})
+    build_id = api.post("/api/builds", json={"repo": url}, headers=OPERATOR).get_json()["id"]
+    for attempt in (1, 2, 3):
+        wait_for(lambda a=attempt: (store.builds.get(build_id).attempts == a and
+                                    store.builds.get(build_id).status.value == "building"),
+                 timeout=90, what=f"run {attempt} of the build is building")
+        time.sleep(1)  # into its RUN step
+        (child,) = _pool_children(build_worker)
+        os.kill(child, signal.SIGKILL)  # as the OOM killer would
+    build = finished(api, build_id, timeout=90)
+    assert build["status"] == "failed"
+    assert build["error"].startswith("gave up after 3 attempts: each ended without a result")
+    log = api.get(f"/api/builds/{build_id}/logs", headers=OPERATOR).get_data(as_text=True)
+    assert "(attempt 3: the last one ended without a result)" in log
+    wait_for(no_build_containers, timeout=60, what="the killed builds' steps are gone")
+    # The worker lives on, with a new pool process, and builds the next build.
+    after = finished(api, api.post("/api/builds", json={"repo": make_repo(
+        tmp_path, "after-kill", {"Dockerfile": DOCKERFILE + "RUN echo alive\n"})},
+        headers=OPERATOR).get_json()["id"], timeout=90)
+    assert after["status"] == "succeeded", after

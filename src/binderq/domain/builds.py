@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from binderq.domain.access import is_anonymous_client
+from binderq.domain.dockerfile import escape_character
 from binderq.domain.models import jsonable, parse_time, utcnow
 
 
@@ -43,6 +45,22 @@ class Build:
     staging: dict[str, Any] | None = None
     # The client key (domain/access.client_key) of the caller who asked for this build.
     requested_by: str = ""
+    # Runs of its task so far: a run that kills its worker is delivered again, at most
+    # MAX_BUILD_ATTEMPTS times in all.
+    attempts: int = 0
+
+
+MAX_BUILD_ATTEMPTS = 3
+
+
+def attempts_exhausted(build: Build) -> str | None:
+    """Why a build's next run must not start (its runs so far all ended without a result),
+    or None."""
+    if build.attempts < MAX_BUILD_ATTEMPTS:
+        return None
+    return (f"gave up after {build.attempts} attempts: each ended without a result (its "
+            "builds worker was killed, or ran out of memory, mid-build); build it again, "
+            "and if it fails the same way, the repository is the likely cause")
 
 
 @dataclass(frozen=True)
@@ -166,29 +184,13 @@ def generated_dockerfile(base_image: str, config_dir: str, used: tuple[str, ...]
     return "\n".join(lines) + "\n"
 
 
-_ESCAPE_DIRECTIVE = re.compile(r"^#\s*escape\s*=\s*(\S)\s*$", re.IGNORECASE)
-_DIRECTIVE = re.compile(r"^#\s*\w+\s*=")
-
-
 def with_labels(dockerfile: str, labels: dict[str, str]) -> str:
     """The Dockerfile with one LABEL instruction for all labels at its end (the final
     image's). One step: the engine's classic builder runs a container for each label that
     a build request passes, about 60 ms apiece."""
-    escape = _escape_character(dockerfile)
+    escape = escape_character(dockerfile)
     pairs = " ".join(f"{key}={_quoted(value, escape)}" for key, value in sorted(labels.items()))
     return dockerfile.rstrip("\n") + f"\nLABEL {pairs}\n"
-
-
-def _escape_character(dockerfile: str) -> str:
-    """The Dockerfile's escape character: `\\`, unless a parser directive at its top says
-    otherwise (`# escape=`` ` on Windows-style files)."""
-    for line in dockerfile.splitlines():
-        found = _ESCAPE_DIRECTIVE.match(line.strip())
-        if found:
-            return found.group(1)
-        if not _DIRECTIVE.match(line.strip()):
-            break
-    return "\\"
 
 
 def _quoted(value: str, escape: str) -> str:
@@ -229,6 +231,22 @@ def staging_from_build(build: Build, fields: dict[str, Any] | None = None) -> di
     return {**given, "image": build.image, "source": source}
 
 
-def cache_key(repo: str, commit: str, base_image: str) -> str:
-    """What makes two build requests the same build."""
-    return hashlib.sha256(f"{repo}\n{commit}\n{base_image}".encode()).hexdigest()
+def cache_key(repo: str, commit: str, base_image: str, *, restricted: bool = False) -> str:
+    """What makes two build requests the same build. A restricted build (one without a
+    token, held to the list of base images) is never the same as an unrestricted one: an
+    image built from a base outside the list must not reach a caller without a token from
+    the cache, and a token's request must not share a build that the list refuses."""
+    text = f"{repo}\n{commit}\n{base_image}" + ("\nrestricted" if restricted else "")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def build_cache_key(build: Build, base_image: str) -> str:
+    """The cache key of a build record (see cache_key)."""
+    return cache_key(build.repo, build.commit, base_image,
+                     restricted=is_restricted(build))
+
+
+def is_restricted(build: Build) -> bool:
+    """Whether the build is held to the operator's list of base images: it was asked for
+    by a caller without a token."""
+    return is_anonymous_client(build.requested_by)

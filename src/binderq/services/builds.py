@@ -22,8 +22,9 @@ from binderq.domain.builds import (
     BuildSpec,
     BuildStatus,
     SpecError,
+    attempts_exhausted,
+    build_cache_key,
     build_spec,
-    cache_key,
     choose_config_dir,
     image_name,
     provenance_labels,
@@ -35,6 +36,7 @@ from binderq.domain.models import utcnow
 from binderq.domain.shares import NO_SHARE, share_of
 from binderq.domain.spec import memory_bytes
 from binderq.domain.tokens import new_task_id
+from binderq.services.build_rules import check_build_rules
 from binderq.services.pools import check_pool_size, set_pool_size
 from binderq.services.ports import Builder, Repositories, TaskQueue
 from binderq.services.stagings import put_staging
@@ -59,11 +61,11 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
         check_pool_size(staging["pool_size"], settings, resource="Build",
                         field="staging.pool_size")
     commit = git.resolve(repo, ref)  # checks repo and ref before git runs
-    key = cache_key(repo, commit, settings.notebook_image)
     share = share_of(caller, max_servers=settings.client_max_servers,
                      max_builds=settings.client_max_builds) if caller else NO_SHARE
     build = Build(id=secrets.token_hex(6), repo=repo, ref=ref, commit=commit,
                   task_id=new_task_id(), staging=staging, requested_by=share.client)
+    key = build_cache_key(build, settings.notebook_image)
     store.builds.save(build)
     existing = _claim_or_share(key, build, store=store)
     if existing is not None:
@@ -176,14 +178,18 @@ def run_build(build_id: str, *, store: RedisStore, git: Repositories, builder: B
         stage_built(build, store=store, queue=queue, settings=settings)  # a task run again
     if build is None or build.status.is_final:
         return build
+    if attempts_exhausted(build):
+        return _fail(store, build, attempts_exhausted(build), settings)
     step = "fetching"
     try:
-        store.builds.move(build.id, BuildStatus.FETCHING, "fetching the repository",
-                          started_at=utcnow())
+        store.builds.move(build.id, BuildStatus.FETCHING, _fetching(build),
+                          started_at=utcnow(), attempts=build.attempts + 1)
         with tempfile.TemporaryDirectory(prefix="binderq-build-") as scratch:
             checkout = git.fetch(build.repo, build.commit, Path(scratch) / "repo")
             step = "reading the environment"
             spec = read_spec(checkout, base_image=settings.notebook_image)
+            step = "checking the build rules"
+            check_build_rules(build, spec, store=store, settings=settings)
             image = image_name(build.repo, build.commit, spec)
             step = "building"
             labels = provenance_labels(build, instance=settings.instance)
@@ -206,6 +212,12 @@ def run_build(build_id: str, *, store: RedisStore, git: Repositories, builder: B
     else:
         stage_built(done, store=store, queue=queue, settings=settings)
     return store.builds.get(build.id)
+
+
+def _fetching(build: Build) -> str:
+    again = f" (attempt {build.attempts + 1}: the last one ended without a result)" \
+        if build.attempts else ""
+    return "fetching the repository" + again
 
 
 def _build_limits(settings: Settings) -> BuildLimits:
@@ -241,8 +253,7 @@ def cancel_build(build_id: str, *, store: RedisStore, settings: Settings) -> Bui
     build = get_build(build_id, store=store)
     if store.builds.move(build.id, BuildStatus.CANCELLED, "cancelled", error="cancelled",
                          finished_at=utcnow()) is not None:
-        store.builds.release_key(cache_key(build.repo, build.commit, settings.notebook_image),
-                                 build.id)
+        store.builds.release_key(build_cache_key(build, settings.notebook_image), build.id)
     return get_build(build_id, store=store)
 
 
@@ -264,8 +275,7 @@ def _is_cancelled(store: RedisStore, build_id: str) -> bool:
 def _fail(store: RedisStore, build: Build, reason: str, settings: Settings) -> Build | None:
     log.warning("build %s failed: %s", build.id, reason)
     store.builds.move(build.id, BuildStatus.FAILED, reason, error=reason, finished_at=utcnow())
-    store.builds.release_key(cache_key(build.repo, build.commit, settings.notebook_image),
-                             build.id)
+    store.builds.release_key(build_cache_key(build, settings.notebook_image), build.id)
     return store.builds.get(build.id)
 
 
