@@ -62,6 +62,12 @@ class Settings:
     max_builds: int = 10
     # What reconcile does with a labelled container Redis does not know: remove or adopt.
     orphans: str = "remove"
+    # The uid (and gid) every server container runs as, whatever its image's USER; never 0.
+    server_uid: int = 1000
+    # Largest writable layer of a server container, where the engine can limit it; "" = none.
+    server_disk: str = "10g"
+    # Most processes one build step may run at once.
+    build_pids: int = 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +92,8 @@ class Settings:
             raise SettingsError("BINDERQ_MAX_SERVERS must be at least 1")
         if self.max_builds < 1:
             raise SettingsError("BINDERQ_MAX_BUILDS must be at least 1")
+        if self.server_uid < 1:
+            raise SettingsError("BINDERQ_SERVER_UID must be above 0: containers never run as root")
         if self.publish_ip in ("0.0.0.0", "::"):
             raise SettingsError("BINDERQ_PUBLISH_IP must name one address, not all of them")
 
