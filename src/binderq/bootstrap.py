@@ -28,7 +28,7 @@ def build_runtime(settings: Settings) -> DockerRuntime:
 
 
 def build_builder(settings: Settings) -> DockerBuilder:
-    return DockerBuilder(docker_host=settings.docker_host)
+    return DockerBuilder(docker_host=settings.docker_host, pids_limit=settings.build_pids)
 
 
 def build_proxy(settings: Settings) -> ChpProxy:

@@ -14,6 +14,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from binderq.adapters.build_cgroup import BuildPids
 from binderq.adapters.docker_engine import EngineConnection, engine_errors_as, ignore_gone, short
 from binderq.domain.builds import BuildLimits
 from binderq.domain.errors import BinderqError, BuildFailed
@@ -42,8 +43,10 @@ def _build_refused(error: docker.errors.DockerException) -> BinderqError:
 class DockerBuilder:
     """Builds images from a context folder and a finished Dockerfile, on one Docker engine."""
 
-    def __init__(self, *, docker_host: str = "", timeout: float = 30.0) -> None:
+    def __init__(self, *, docker_host: str = "", timeout: float = 30.0,
+                 pids_limit: int = 1024) -> None:
         self._engine = EngineConnection(docker_host=docker_host, timeout=timeout)
+        self._pids = BuildPids(pids_limit, docker_host)  # how many processes a step may run
 
     @property
     def client(self) -> docker.DockerClient:
@@ -61,9 +64,16 @@ class DockerBuilder:
         task's time limit). The image must carry expected_labels. Returns the image id;
         BuildFailed on failure, and no half-image is left."""
         (context / DOCKERFILE).write_text(dockerfile)
+        with self._pids.parent(self.client) as cgroup_parent:
+            return self._build(context, tag, expected_labels, limits, on_line, should_stop,
+                               cgroup_parent)
+
+    def _build(self, context: Path, tag: str, expected_labels: dict[str, str],
+               limits: BuildLimits, on_line: Callable[[str], None],
+               should_stop: Callable[[], bool], cgroup_parent: str | None) -> str:
         made: list[str] = []  # images of the steps, to remove if the build fails
         watch = _StopWatch(should_stop, self._kill_step)
-        stream = self._start_build(context, tag, limits)
+        stream = self._start_build(context, tag, limits, cgroup_parent)
         watch.start()
         try:
             for line in _log_lines(stream, watch, limits):
@@ -94,11 +104,12 @@ class DockerBuilder:
                               "last line end with a line continuation?")
         return image.id
 
-    def _start_build(self, context: Path, tag: str, limits: BuildLimits) -> Any:
+    def _start_build(self, context: Path, tag: str, limits: BuildLimits,
+                     cgroup_parent: str | None) -> Any:
         try:
             return self.client.api.build(
                 path=str(context), dockerfile=DOCKERFILE, tag=tag, rm=True, forcerm=True,
-                decode=True, pull=False,
+                decode=True, pull=False, cgroup_parent=cgroup_parent,
                 container_limits={"memory": limits.memory, "memswap": limits.memory,
                                   "cpushares": limits.cpu_shares})
         except docker.errors.DockerException as error:
