@@ -106,12 +106,13 @@ class DockerBuilder:
 
     def _start_build(self, context: Path, tag: str, limits: BuildLimits,
                      cgroup_parent: str | None) -> Any:
+        params = {"t": tag, "dockerfile": DOCKERFILE, "rm": True, "forcerm": True,
+                  "pull": False, "memory": limits.memory, "memswap": limits.memory,
+                  "cpushares": limits.cpu_shares}
+        if cgroup_parent:
+            params["cgroupparent"] = cgroup_parent
         try:
-            return self.client.api.build(
-                path=str(context), dockerfile=DOCKERFILE, tag=tag, rm=True, forcerm=True,
-                decode=True, pull=False, cgroup_parent=cgroup_parent,
-                container_limits={"memory": limits.memory, "memswap": limits.memory,
-                                  "cpushares": limits.cpu_shares})
+            return _post_build(self.client.api, context, params)
         except docker.errors.DockerException as error:
             # A tag docker-py itself refuses is the build's fault, not the engine's (the
             # engine's refusals, APIError, the decorator turns into BuildFailed).
@@ -150,6 +151,25 @@ class DockerBuilder:
                 if error.status_code != 409 or time.monotonic() > deadline:
                     return
                 time.sleep(0.2)
+
+
+def _post_build(api: docker.APIClient, context: Path, params: dict[str, Any]) -> Any:
+    """POST /build as docker-py's api.build does, with the engine's `cgroupparent`, which
+    docker-py does not pass: the stream of decoded log chunks."""
+    ignore = context / ".dockerignore"
+    exclude = None
+    if ignore.exists():
+        exclude = [line.strip() for line in ignore.read_text().splitlines()
+                   if line.strip() and not line.strip().startswith("#")]
+    archive = docker.utils.tar(str(context), exclude=exclude, dockerfile=(DOCKERFILE, None))
+    headers = {"Content-Type": "application/tar"}
+    api._set_auth_headers(headers)  # noqa: SLF001  (docker-py's, as its build uses them)
+    try:
+        response = api._post(api._url("/build"), data=archive, params=params,  # noqa: SLF001
+                             headers=headers, stream=True, timeout=None)
+    finally:
+        archive.close()
+    return api._stream_helper(response, decode=True)  # noqa: SLF001
 
 
 def _log_lines(stream: Any, watch: _StopWatch, limits: BuildLimits) -> Iterator[str]:

@@ -67,6 +67,11 @@ class DiskLimit:
         self.size = size
         self._supported: bool | None = None if size else False
 
+    @property
+    def supported(self) -> bool | None:
+        """Whether the engine caps the writable layer (None: not learnt yet)."""
+        return self._supported
+
     def applies(self, client: docker.DockerClient) -> str:
         """The size to ask for, or "" when the engine cannot limit it."""
         if self._supported is None:
