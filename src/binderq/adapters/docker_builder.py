@@ -106,13 +106,16 @@ class DockerBuilder:
 
     def _start_build(self, context: Path, tag: str, limits: BuildLimits,
                      cgroup_parent: str | None) -> Any:
-        params = {"t": tag, "dockerfile": DOCKERFILE, "rm": True, "forcerm": True,
-                  "pull": False, "memory": limits.memory, "memswap": limits.memory,
-                  "cpushares": limits.cpu_shares}
-        if cgroup_parent:
-            params["cgroupparent"] = cgroup_parent
+        container_limits = {"memory": limits.memory, "memswap": limits.memory,
+                            "cpushares": limits.cpu_shares}
         try:
-            return _post_build(self.client.api, context, params)
+            if cgroup_parent:  # docker-py's build cannot pass it: the same request, by hand
+                return _post_build(self.client.api, context, {
+                    "t": tag, "dockerfile": DOCKERFILE, "rm": True, "forcerm": True,
+                    "pull": False, "cgroupparent": cgroup_parent, **container_limits})
+            return self.client.api.build(
+                path=str(context), dockerfile=DOCKERFILE, tag=tag, rm=True, forcerm=True,
+                decode=True, pull=False, container_limits=container_limits)
         except docker.errors.DockerException as error:
             # A tag docker-py itself refuses is the build's fault, not the engine's (the
             # engine's refusals, APIError, the decorator turns into BuildFailed).
