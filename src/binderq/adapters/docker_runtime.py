@@ -39,7 +39,6 @@ NETWORK_DETACH_WAIT = 10.0
 class ImageInfo:
     id: str
     labels: dict[str, str]
-    user: str = ""  # the image's USER ("" is root)
 
 
 @dataclass(frozen=True)
@@ -99,9 +98,7 @@ class DockerRuntime:
             image = self.client.images.get(reference)
         except docker.errors.ImageNotFound:
             return None
-        config = image.attrs.get("Config") or {}
-        return ImageInfo(id=image.id, labels=dict(image.labels or {}),
-                         user=config.get("User") or "")
+        return ImageInfo(id=image.id, labels=dict(image.labels or {}))
 
     @engine_errors_as(_launch_refused)
     def start_server(self, spec: ServerSpec) -> None:
