@@ -10,6 +10,7 @@ command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v git >/dev/null || need_apt+=(git)
+command -v iptables >/dev/null || need_apt+=(iptables)  # deploy/firewall.sh; the tests install it
 command -v wrk >/dev/null || need_apt+=(wrk)  # the benchmarks' load generator
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)  # Debian splits it out

@@ -24,11 +24,11 @@ def build_store(settings: Settings) -> RedisStore:
 
 def build_runtime(settings: Settings) -> DockerRuntime:
     return DockerRuntime(instance=settings.instance, publish_ip=settings.publish_ip,
-                         docker_host=settings.docker_host)
+                         docker_host=settings.docker_host, disk=settings.server_disk)
 
 
 def build_builder(settings: Settings) -> DockerBuilder:
-    return DockerBuilder(docker_host=settings.docker_host)
+    return DockerBuilder(docker_host=settings.docker_host, pids_limit=settings.build_pids)
 
 
 def build_proxy(settings: Settings) -> ChpProxy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,8 @@ WORKER_PROCESSES = {
     "worker-build": ("-Q", BUILDS, "--concurrency", "1", "-n", "build@%h"),
 }
 DEMO_STAGING = "notebook"
+# binderq's iptables chain for br-+ and docker0 (docs/security-containers.md).
+FIREWALL_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "firewall.sh"
 DEMO_POOL_SIZE = 2
 
 
@@ -174,8 +177,15 @@ class Stack:
     port: int
     run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="binderq-up-")))
     processes: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    firewalled: bool = False
 
     def start(self) -> None:
+        why_not = host_firewall("install", self.settings.instance)
+        self.firewalled = why_not is None
+        if why_not:
+            print(f"binderq up: WARNING: containers are not sealed from this host's services "
+                  f"bound to all addresses ({why_not}); as root, run deploy/firewall.sh "
+                  f"install {self.settings.instance}", file=sys.stderr)
         if not self.settings.redis_url:
             redis_port = free_port()
             self._keep("redis", start_redis(redis_port, data_dir=str(self.run_dir),
@@ -260,12 +270,20 @@ url with ?token=<token>:
     def stop(self) -> None:
         """Stop beat and the workers (so nothing starts anew), every server, then the rest."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
-        if not self.processes:
-            return
-        print("binderq: stopping servers and processes ...", flush=True)
-        self._stop_processes(lambda name: name == "beat" or name in WORKER_PROCESSES)
-        self._stop_servers()
-        self._stop_processes(lambda name: True)
+        try:
+            if not self.processes:
+                return
+            print("binderq: stopping servers and processes ...", flush=True)
+            self._stop_processes(lambda name: name == "beat" or name in WORKER_PROCESSES)
+            self._stop_servers()
+            self._stop_processes(lambda name: True)
+        finally:
+            if self.firewalled:  # the chain goes with the containers it guarded
+                why_not = host_firewall("remove", self.settings.instance)
+                self.firewalled = why_not is not None
+                if why_not:
+                    print(f"binderq: could not remove the firewall chain: {why_not}",
+                          file=sys.stderr)
 
     def _stop_processes(self, which) -> None:
         for name, process in reversed(self.processes):
@@ -302,6 +320,20 @@ url with ?token=<token>:
 
     def _keep(self, name: str, process: subprocess.Popen) -> None:
         self.processes.append((name, process))
+
+
+def host_firewall(action: str, instance: str) -> str | None:
+    """Install or remove binderq's iptables chain with deploy/firewall.sh (root only);
+    None once done, else why it was not."""
+    if os.geteuid() != 0:
+        return "binderq up is not running as root"
+    if shutil.which("iptables") is None:
+        return "iptables is missing: apt-get install -y iptables"
+    if not FIREWALL_SCRIPT.exists():
+        return f"{FIREWALL_SCRIPT} is not there (an installed package has no deploy/)"
+    result = subprocess.run(["bash", str(FIREWALL_SCRIPT), action, instance],
+                            capture_output=True, text=True, check=False)
+    return None if result.returncode == 0 else (result.stderr or result.stdout).strip()
 
 
 def gunicorn_command(app: str, bind: str) -> list[str]:

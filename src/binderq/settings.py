@@ -74,6 +74,12 @@ class Settings:
     client_launches_per_minute: int = 20
     client_max_builds: int = 2
     client_builds_per_hour: int = 30
+    # The uid (and gid) every server container runs as, whatever its image's USER; never 0.
+    server_uid: int = 1000
+    # Largest writable layer of a server container, where the engine can limit it; "" = none.
+    server_disk: str = "10g"
+    # Most processes one build step may run at once.
+    build_pids: int = 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -104,6 +110,8 @@ class Settings:
                      "client_builds_per_hour"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"BINDERQ_{name.upper()} must be 0 (no limit) or more")
+        if self.server_uid < 1:
+            raise SettingsError("BINDERQ_SERVER_UID must be above 0: containers never run as root")
         if self.publish_ip in ("0.0.0.0", "::"):
             raise SettingsError("BINDERQ_PUBLISH_IP must name one address, not all of them")
 

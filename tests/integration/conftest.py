@@ -65,6 +65,17 @@ def instance() -> str:
     return f"bqtest{secrets.token_hex(3)}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def firewall(instance) -> str:
+    """binderq's firewall chain (deploy/firewall.sh), as production runs it, for the whole
+    session: containers on binderq's bridges and docker0 reach no host service. Removed at
+    the end; its name is returned."""
+    script = ["bash", str(ROOT / "deploy/firewall.sh")]
+    subprocess.run([*script, "install", instance], check=True, capture_output=True)
+    yield f"BINDERQ-{instance}"[:28]
+    subprocess.run([*script, "remove", instance], check=True, capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def settings(redis_url, proxy_ports, instance) -> Settings:
     return Settings(

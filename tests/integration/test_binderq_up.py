@@ -11,7 +11,7 @@ import time
 import requests
 
 from binderq.processes import free_port
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import ROOT, wait_for
 
 
 def test_binderq_up_serves_the_demo_and_ctrl_c_removes_everything(notebook_image, runtime,
@@ -43,6 +43,7 @@ def test_binderq_up_serves_the_demo_and_ctrl_c_removes_everything(notebook_image
                               timeout=10)
         assert status.status_code == 200
         assert requests.get(f"{base}/api/health", timeout=10).json()["ok"] is True
+        assert firewall_status(instance) == 0, "binderq up as root installs its chain"
         assert_answers_across_idle_sockets(base)
     finally:
         process.send_signal(signal.SIGINT)
@@ -52,6 +53,7 @@ def test_binderq_up_serves_the_demo_and_ctrl_c_removes_everything(notebook_image
     leftover = runtime.client.containers.list(
         all=True, filters={"label": f"binderq.instance={instance}"})
     assert leftover == []
+    assert firewall_status(instance) == 3, "and removes it on stop"
     time.sleep(0.5)
     try:
         requests.get(f"{base}/api/health", timeout=2)
@@ -59,6 +61,11 @@ def test_binderq_up_serves_the_demo_and_ctrl_c_removes_everything(notebook_image
     except requests.ConnectionError:
         still_serving = False
     assert not still_serving, "the proxy outlived binderq up"
+
+
+def firewall_status(instance: str) -> int:
+    return subprocess.run(["bash", str(ROOT / "deploy/firewall.sh"), "status", instance],
+                          capture_output=True).returncode
 
 
 def assert_answers_across_idle_sockets(base: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from binderq.adapters.build_cgroup import BuildPids
 from binderq.adapters.docker_engine import EngineConnection, engine_errors_as, ignore_gone, short
 from binderq.domain.builds import BuildLimits
 from binderq.domain.errors import BinderqError, BuildFailed
@@ -42,8 +43,10 @@ def _build_refused(error: docker.errors.DockerException) -> BinderqError:
 class DockerBuilder:
     """Builds images from a context folder and a finished Dockerfile, on one Docker engine."""
 
-    def __init__(self, *, docker_host: str = "", timeout: float = 30.0) -> None:
+    def __init__(self, *, docker_host: str = "", timeout: float = 30.0,
+                 pids_limit: int = 1024) -> None:
         self._engine = EngineConnection(docker_host=docker_host, timeout=timeout)
+        self._pids = BuildPids(pids_limit, docker_host)  # how many processes a step may run
 
     @property
     def client(self) -> docker.DockerClient:
@@ -61,9 +64,16 @@ class DockerBuilder:
         task's time limit). The image must carry expected_labels. Returns the image id;
         BuildFailed on failure, and no half-image is left."""
         (context / DOCKERFILE).write_text(dockerfile)
+        with self._pids.parent(self.client) as cgroup_parent:
+            return self._build(context, tag, expected_labels, limits, on_line, should_stop,
+                               cgroup_parent)
+
+    def _build(self, context: Path, tag: str, expected_labels: dict[str, str],
+               limits: BuildLimits, on_line: Callable[[str], None],
+               should_stop: Callable[[], bool], cgroup_parent: str | None) -> str:
         made: list[str] = []  # images of the steps, to remove if the build fails
         watch = _StopWatch(should_stop, self._kill_step)
-        stream = self._start_build(context, tag, limits)
+        stream = self._start_build(context, tag, limits, cgroup_parent)
         watch.start()
         try:
             for line in _log_lines(stream, watch, limits):
@@ -94,13 +104,18 @@ class DockerBuilder:
                               "last line end with a line continuation?")
         return image.id
 
-    def _start_build(self, context: Path, tag: str, limits: BuildLimits) -> Any:
+    def _start_build(self, context: Path, tag: str, limits: BuildLimits,
+                     cgroup_parent: str | None) -> Any:
+        container_limits = {"memory": limits.memory, "memswap": limits.memory,
+                            "cpushares": limits.cpu_shares}
         try:
+            if cgroup_parent:  # docker-py's build cannot pass it: the same request, by hand
+                return _post_build(self.client.api, context, {
+                    "t": tag, "dockerfile": DOCKERFILE, "rm": True, "forcerm": True,
+                    "pull": False, "cgroupparent": cgroup_parent, **container_limits})
             return self.client.api.build(
                 path=str(context), dockerfile=DOCKERFILE, tag=tag, rm=True, forcerm=True,
-                decode=True, pull=False,
-                container_limits={"memory": limits.memory, "memswap": limits.memory,
-                                  "cpushares": limits.cpu_shares})
+                decode=True, pull=False, container_limits=container_limits)
         except docker.errors.DockerException as error:
             # A tag docker-py itself refuses is the build's fault, not the engine's (the
             # engine's refusals, APIError, the decorator turns into BuildFailed).
@@ -139,6 +154,25 @@ class DockerBuilder:
                 if error.status_code != 409 or time.monotonic() > deadline:
                     return
                 time.sleep(0.2)
+
+
+def _post_build(api: docker.APIClient, context: Path, params: dict[str, Any]) -> Any:
+    """POST /build as docker-py's api.build does, with the engine's `cgroupparent`, which
+    docker-py does not pass: the stream of decoded log chunks."""
+    ignore = context / ".dockerignore"
+    exclude = None
+    if ignore.exists():
+        exclude = [line.strip() for line in ignore.read_text().splitlines()
+                   if line.strip() and not line.strip().startswith("#")]
+    archive = docker.utils.tar(str(context), exclude=exclude, dockerfile=(DOCKERFILE, None))
+    headers = {"Content-Type": "application/tar"}
+    api._set_auth_headers(headers)  # noqa: SLF001  (docker-py's, as its build uses them)
+    try:
+        response = api._post(api._url("/build"), data=archive, params=params,  # noqa: SLF001
+                             headers=headers, stream=True, timeout=None)
+    finally:
+        archive.close()
+    return api._stream_helper(response, decode=True)  # noqa: SLF001
 
 
 def _log_lines(stream: Any, watch: _StopWatch, limits: BuildLimits) -> Iterator[str]:

@@ -18,6 +18,7 @@ from binderq.adapters.docker_engine import (
     ignore_gone,
     short,
 )
+from binderq.adapters.docker_hardening import DiskLimit, hardened_host_config
 from binderq.domain.errors import BinderqError, DependencyDown, LaunchFailed
 from binderq.domain.spec import (
     LABEL_INSTANCE,
@@ -32,9 +33,6 @@ from binderq.domain.spec import (
 # Seconds to wait for a network's containers to be detached before removing it fails.
 NETWORK_DETACH_WAIT = 10.0
 
-# Capabilities no notebook needs; the rest of Docker's default set stays, because images
-# built from users' Dockerfiles may start as root and chown their home, as docker-stacks do.
-_DROPPED_CAPABILITIES = ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"]
 
 
 @dataclass(frozen=True)
@@ -79,9 +77,10 @@ class DockerRuntime:
     """Containers and networks of binderq servers on one Docker engine."""
 
     def __init__(self, *, instance: str, publish_ip: str = "127.0.0.1",
-                 docker_host: str = "", timeout: float = 30.0) -> None:
+                 docker_host: str = "", timeout: float = 30.0, disk: str = "") -> None:
         self.instance = instance
         self.publish_ip = publish_ip
+        self.disk_limit = DiskLimit(disk)  # the writable layer's size, where the engine can
         self._engine = EngineConnection(docker_host=docker_host, timeout=timeout)
 
     @property
@@ -239,31 +238,28 @@ class DockerRuntime:
             raise LaunchFailed(f"Docker refused container {spec.name}: {short(error)}") from error
 
     def _create(self, spec: ContainerSpec, network: str) -> Any:
+        try:
+            return self._create_hardened(spec, network, self.disk_limit.applies(self.client))
+        except docker.errors.APIError as error:
+            if not self.disk_limit.refused(error):
+                raise
+            return self._create_hardened(spec, network, "")
+
+    def _create_hardened(self, spec: ContainerSpec, network: str, disk: str) -> Any:
         ports = {f"{spec.port}/tcp": (self.publish_ip, None)} if spec.port else {}
         endpoint = self.client.api.create_endpoint_config(aliases=list(spec.aliases) or None)
         networking = self.client.api.create_networking_config({network: endpoint})
-        host_config = self.client.api.create_host_config(
-            mem_limit=spec.mem_limit,
-            memswap_limit=spec.mem_limit,
-            nano_cpus=spec.nano_cpus,
-            pids_limit=spec.pids_limit,
-            port_bindings=ports,
-            binds=spec.volumes or None,
-            network_mode=network,
-            cap_drop=_DROPPED_CAPABILITIES,
-            security_opt=["no-new-privileges"],
-            init=True,
-        )
+        hardening = hardened_host_config(self.client.api, spec, network=network, ports=ports,
+                                         disk=disk)
         created = self.client.api.create_container(
             image=spec.image,
             command=spec.command,
             name=spec.name,
-            environment=spec.env,
             labels=spec.labels,
             ports=list(ports) or None,
-            host_config=host_config,
             networking_config=networking,
             detach=True,
+            **hardening,
         )
         return self.client.containers.get(created["Id"])
 

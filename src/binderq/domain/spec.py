@@ -55,6 +55,8 @@ class ContainerSpec:
     # Container port published on the host, or None for sidecars.
     port: int | None = None
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The uid (and gid) it runs as, whatever the image's USER: never root.
+    uid: int = 1000
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ def server_spec(
     instance: str,
     pooled: bool = False,
     allow_origin: str = "",
+    uid: int = 1000,
 ) -> ServerSpec:
     """The containers and network that make one server of staging."""
     base_url = server_path(server_id)
@@ -137,24 +140,39 @@ def server_spec(
         LABEL_STAGING_VERSION: str(staging.version),
         LABEL_POOLED: "true" if pooled else "false",
     }
-    limits = _limits(staging)
+    notebook_limits, service_limits = split_limits(staging)
     return ServerSpec(
         server_id=server_id,
         network=container_name(instance, server_id),
-        notebook=_notebook_spec(staging, server_id, token, base_url, instance, labels, limits,
-                                allow_origin),
-        services=tuple(_service_spec(svc, server_id, instance, labels, limits)
+        notebook=_notebook_spec(staging, server_id, token, base_url, instance, labels,
+                                {**notebook_limits, "uid": uid}, allow_origin),
+        services=tuple(_service_spec(svc, server_id, instance, labels,
+                                     {**service_limits, "uid": uid})
                        for svc in staging.services),
         base_url=base_url,
     )
 
 
-def _limits(staging: Staging) -> dict[str, int]:
-    return {
+# A server's share is split by weight: the notebook counts this many, each sidecar one.
+NOTEBOOK_WEIGHT = 2
+
+
+def split_limits(staging: Staging) -> tuple[dict[str, int], dict[str, int]]:
+    """The notebook's limits and each sidecar's: together they never exceed the staging's
+    resources (memory, CPUs, pids), so sidecars are part of a server's share, not another
+    share each. Without sidecars the notebook has it all; with n, each sidecar gets
+    1/(n + NOTEBOOK_WEIGHT) and the notebook the rest."""
+    total = {
         "mem_limit": memory_bytes(staging.resources.memory),
         "nano_cpus": int(staging.resources.cpus * 1e9),
         "pids_limit": staging.resources.pids,
     }
+    sidecars = len(staging.services)
+    if not sidecars:
+        return total, {}
+    each = {key: value // (sidecars + NOTEBOOK_WEIGHT) for key, value in total.items()}
+    notebook = {key: value - sidecars * each[key] for key, value in total.items()}
+    return notebook, each
 
 
 def _notebook_spec(staging, server_id, token, base_url, instance, labels, limits, allow_origin):

@@ -131,7 +131,8 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
         raise LaunchFailed(f"staging {server.staging!r} is {staging.status}")
     token = server_token(settings.secret_key, server.id)
     spec = server_spec(staging, server.id, token, instance=settings.instance,
-                       pooled=server.pooled, allow_origin=settings.cors_allow_origin)
+                       pooled=server.pooled, allow_origin=settings.cors_allow_origin,
+                       uid=settings.server_uid)
     runtime.start_server(spec)
     host, port = runtime.published_address(spec.notebook.name, staging.port)
     target = f"http://{host}:{port}"
