@@ -138,3 +138,10 @@ def test_client_key_is_the_hashed_token_or_the_address():
     assert anonymous.client == "addr:10.0.0.1"
     assert is_anonymous_client(anonymous.client) and not is_anonymous_client(with_token.client)
     assert Caller(token="x", is_operator=True).client == "operator"
+
+
+def test_an_ipv6_client_is_its_64_so_rotating_addresses_makes_no_new_client():
+    from binderq.domain.access import client_key
+    assert client_key("", "2001:db8:1:2::5") == client_key("", "2001:db8:1:2:ffff::9")
+    assert client_key("", "2001:db8:1:2::5") != client_key("", "2001:db8:1:3::5")
+    assert client_key("", "::ffff:203.0.113.9") == client_key("", "203.0.113.9")

@@ -5,6 +5,7 @@ or bad credentials) or Forbidden (a known caller without the right)."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 from binderq.domain.errors import Forbidden, Unauthorized
@@ -55,7 +56,21 @@ def client_key(token: str, address: str, *, is_operator: bool = False) -> str:
         return OPERATOR_CLIENT
     if token:
         return _TOKEN_PREFIX + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:24]
-    return _ADDRESS_PREFIX + address
+    return _ADDRESS_PREFIX + _network_of(address)
+
+
+def _network_of(address: str) -> str:
+    """An IPv4 address as it is; an IPv6 one as its /64, which one subscriber holds whole
+    (so rotating through it makes no new client)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def is_anonymous_client(client: str) -> bool:
