@@ -98,7 +98,7 @@ def reconcile_now(*, adopt: bool) -> int:
 def up(host: str, port: int, *, demo: bool = False) -> int:
     """Run Redis, the proxy, the API, the workers and beat until Ctrl-C; then stop all."""
     try:
-        settings = settings_for_up(Settings.from_env(), host, port)
+        settings = settings_for_up(Settings.from_env(secret_required=False), host, port)
     except SettingsError as error:
         print(f"binderq: {error}", file=sys.stderr)
         return 2
@@ -125,7 +125,8 @@ def up(host: str, port: int, *, demo: bool = False) -> int:
 
 
 def settings_for_up(settings: Settings, host: str, port: int) -> Settings:
-    """Fill what `binderq up` can choose itself: tokens, secret, public url, launch auth."""
+    """Fill what `binderq up` can choose itself: tokens, secret, public url, launch auth.
+    SettingsError if what was given is unusable (a short BINDERQ_SECRET_KEY, say)."""
     changes: dict[str, object] = {
         "proxy_api_token": settings.proxy_api_token or secrets.token_hex(16),
         "secret_key": settings.secret_key or secrets.token_hex(32),
@@ -137,7 +138,9 @@ def settings_for_up(settings: Settings, host: str, port: int) -> Settings:
         changes["launch_auth"] = "open"
     if "BINDERQ_DEFAULT_STAGING" not in os.environ:
         changes["default_staging"] = DEMO_STAGING  # the tmpnb door serves the demo
-    return settings.with_changes(**changes)
+    filled = settings.with_changes(**changes)
+    filled.validate()
+    return filled
 
 
 def missing_prerequisites(settings: Settings) -> list[str]:
