@@ -45,10 +45,13 @@ class BuildAndLaunch(MethodView):
                   "waiting, fetching, building, built, launching, then ready (with url, "
                   "token and image) or failed")
     def get(self, provider: str, spec: str):
-        """Build (or find built), stage and launch a repository, as BinderHub streams it."""
+        """Build (or find built), stage and launch a repository, as BinderHub streams it.
+        Open launch auth: anyone. Token launch auth: the `build` and `launch` scopes, the
+        token in `Authorization` or, as Thebe's EventSource sends no headers, `?token=`."""
         ctx = context()
         repo, ref = repo_and_ref(provider, spec)
-        progress = build_and_launch(repo, ref, caller=ctx.caller(), store=ctx.store,
+        caller = ctx.caller(token_in_query=True)
+        progress = build_and_launch(repo, ref, caller=caller, store=ctx.store,
                                     queue=ctx.queue, git=ctx.git, settings=ctx.settings,
                                     cache=ctx.stagings)
         return event_stream(_binderhub_events(progress))

@@ -27,8 +27,9 @@ class ApiContext:
     git: Any = None  # GitSource: resolves refs when a build is asked for
     stagings: StagingCache = field(default_factory=lambda: StagingCache())
 
-    def caller(self) -> Caller:
-        return identify(self.settings, self.store)
+    def caller(self, *, token_in_query: bool = False) -> Caller:
+        """Who calls; token_in_query accepts `?token=` too (BinderHub's door only)."""
+        return identify(self.settings, self.store, token_in_query=token_in_query)
 
     def launch(self, staging: str, *, cold: bool = True) -> Launch:
         """Launch a server of staging for this request's caller: every door's one call."""
