@@ -22,6 +22,7 @@ from binderq.processes import (
     free_port,
     proxy_binary,
     redis_server_binary,
+    redis_url_with_password,
     start_proxy,
     start_redis,
     stop_process,
@@ -175,11 +176,13 @@ class Stack:
 
     def start(self) -> None:
         if not self.settings.redis_url:
-            redis_port = free_port()
+            # Its own password for each run: other local users must not reach the state.
+            redis_port, password = free_port(), secrets.token_hex(24)
             self._keep("redis", start_redis(redis_port, data_dir=str(self.run_dir),
-                                            log_file=self.run_dir / "redis.log"))
+                                            log_file=self.run_dir / "redis.log",
+                                            password=password))
             self.settings = self.settings.with_changes(
-                redis_url=f"redis://127.0.0.1:{redis_port}/0")
+                redis_url=redis_url_with_password(redis_port, password))
         api_port, proxy_api_port = free_port(), free_port()
         self.settings = self.settings.with_changes(
             proxy_api_url=f"http://127.0.0.1:{proxy_api_port}")
