@@ -12,9 +12,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from binderq.api.context import context
+from binderq.api.health import health_for
 from binderq.api.streams import KEEPALIVE, event_stream, sse
 from binderq.domain.errors import FieldError, InvalidInput
-from binderq.services.health import health_report
 from binderq.services.repo_launch import Progress, build_and_launch
 
 blp = Blueprint("binderhub", __name__, description="BinderHub's build-and-launch stream.")
@@ -63,7 +63,7 @@ class BinderHubHealth(MethodView):
     def get(self):
         """Health as BinderHub answers it: {ok, checks: [{service, ok}]}."""
         ctx = context()
-        report = health_report(store=ctx.store, proxy=ctx.proxy, queue=ctx.queue)
+        report = health_for(ctx)
         checks = [{"service": name, **check} for name, check in report["checks"].items()]
         response = jsonify({"ok": report["ok"], "checks": checks})
         response.status_code = 200 if report["ok"] else 503

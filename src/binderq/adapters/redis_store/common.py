@@ -45,6 +45,8 @@ class Keys:
     BUILD_READERS = "binderq:build:{id}:readers"
     CLIENT_BUILDS = "binderq:builds:of:{client}"
     LOCK = "binderq:lock:{name}"
+    HEALTH = "binderq:health"
+    HEALTH_REFRESH = "binderq:health:refresh"
     TASK = "binderq:task:{id}"
     USER_TOKEN = "binderq:user-token:{hash}"
 
