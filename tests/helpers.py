@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from binderq.domain.access import Caller
 from binderq.domain.models import Server, Staging
 from binderq.services import deploy, servers, stagings
 from binderq.services.servers import Launch
 from tests.fakes import answering_probe
 
 IMAGE = "binderq/notebook:bookworm"
+# The operator, as the services see it (tests/unit/conftest.py's operator token).
+OPERATOR_CALLER = Caller(token="operator-secret", is_operator=True)
 ERROR_CODES = ("missing", "missing_field", "invalid", "already_exists", "unprocessable",
                "quota_exceeded", "rate_limited")
 

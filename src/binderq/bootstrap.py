@@ -48,11 +48,14 @@ def build_celery(settings: Settings) -> Celery:
 
 
 def create_wsgi_app(settings: Settings | None = None) -> Flask:
-    """The API, wired to real Redis, Celery and the proxy (gunicorn's entry point)."""
+    """The API, wired to real Redis, Celery and the proxy (gunicorn's entry point). Unusable
+    settings (a short BINDERQ_SECRET_KEY, say) stop it with SettingsError naming the
+    setting, so gunicorn refuses to start."""
     from binderq.adapters.task_queue import CeleryTaskQueue
     from binderq.api import create_app
 
     settings = settings or Settings.from_env()
+    settings.validate()
     store = build_store(settings)
     queue = CeleryTaskQueue(build_celery(settings), store)
     return create_app(settings, store=store, queue=queue, proxy=build_proxy(settings),

@@ -23,6 +23,7 @@ from binderq.processes import (
     free_port,
     proxy_binary,
     redis_server_binary,
+    redis_url_with_password,
     start_proxy,
     start_redis,
     stop_process,
@@ -101,7 +102,7 @@ def reconcile_now(*, adopt: bool) -> int:
 def up(host: str, port: int, *, demo: bool = False) -> int:
     """Run Redis, the proxy, the API, the workers and beat until Ctrl-C; then stop all."""
     try:
-        settings = settings_for_up(Settings.from_env(), host, port)
+        settings = settings_for_up(Settings.from_env(secret_required=False), host, port)
     except SettingsError as error:
         print(f"binderq: {error}", file=sys.stderr)
         return 2
@@ -129,7 +130,8 @@ def up(host: str, port: int, *, demo: bool = False) -> int:
 
 def settings_for_up(settings: Settings, host: str, port: int) -> Settings:
     """Fill what `binderq up` can choose itself: tokens, secret, public url, launch auth,
-    and that its own proxy is trusted to report client addresses."""
+    and that its own proxy is trusted to report client addresses. SettingsError if what was
+    given is unusable (a short BINDERQ_SECRET_KEY, say)."""
     changes: dict[str, object] = {
         "proxy_api_token": settings.proxy_api_token or secrets.token_hex(16),
         "secret_key": settings.secret_key or secrets.token_hex(32),
@@ -145,7 +147,9 @@ def settings_for_up(settings: Settings, host: str, port: int) -> Settings:
         # The API is reached through its own configurable-http-proxy, which appends the
         # client's address to X-Forwarded-For: the fair shares key on that, not on the proxy.
         changes["trusted_proxies"] = 1
-    return settings.with_changes(**changes)
+    filled = settings.with_changes(**changes)
+    filled.validate()
+    return filled
 
 
 def missing_prerequisites(settings: Settings) -> list[str]:
@@ -187,11 +191,13 @@ class Stack:
                   f"bound to all addresses ({why_not}); as root, run deploy/firewall.sh "
                   f"install {self.settings.instance}", file=sys.stderr)
         if not self.settings.redis_url:
-            redis_port = free_port()
+            # Its own password for each run: other local users must not reach the state.
+            redis_port, password = free_port(), secrets.token_hex(24)
             self._keep("redis", start_redis(redis_port, data_dir=str(self.run_dir),
-                                            log_file=self.run_dir / "redis.log"))
+                                            log_file=self.run_dir / "redis.log",
+                                            password=password))
             self.settings = self.settings.with_changes(
-                redis_url=f"redis://127.0.0.1:{redis_port}/0")
+                redis_url=redis_url_with_password(redis_port, password))
         api_port, proxy_api_port = free_port(), free_port()
         self.settings = self.settings.with_changes(
             proxy_api_url=f"http://127.0.0.1:{proxy_api_port}")

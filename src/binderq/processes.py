@@ -51,12 +51,16 @@ def proxy_binary() -> str:
 
 
 def start_redis(port: int, *, data_dir: str | None = None,
-                log_file: str | os.PathLike | None = None) -> subprocess.Popen:
-    """A real redis-server on 127.0.0.1:port; persistence only when data_dir is given."""
-    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-            "--protected-mode", "yes"]
+                log_file: str | os.PathLike | None = None,
+                password: str = "") -> subprocess.Popen:
+    """A real redis-server on 127.0.0.1:port; persistence only when data_dir is given; with
+    password, it answers only clients that give it (read from stdin, so that no `ps` shows
+    it)."""
+    args = [redis_server_binary(), *(["-"] if password else []), "--port", str(port),
+            "--bind", "127.0.0.1", "--protected-mode", "yes"]
     args += ["--dir", data_dir, "--appendonly", "yes"] if data_dir else ["--save", ""]
-    process = _spawn(args, log_file)
+    config = f"requirepass {password}\n" if password else None
+    process = _spawn(args, log_file, stdin_text=config)
     wait_until(lambda: _answers_tcp(port), timeout=10, what=f"redis-server on port {port}")
     return process
 
@@ -99,10 +103,21 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str,
     raise TimeoutError(f"{what} did not come up within {timeout:g} s")
 
 
-def _spawn(args: list[str], log_file, env=None) -> subprocess.Popen:
+def redis_url_with_password(port: int, password: str, db: int = 0) -> str:
+    """The URL of a local Redis that asks for password (redis://:password@host:port/db)."""
+    return f"redis://:{password}@127.0.0.1:{port}/{db}"
+
+
+def _spawn(args: list[str], log_file, env=None, stdin_text: str | None = None
+           ) -> subprocess.Popen:
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, env=env,
+                               stdin=subprocess.DEVNULL if stdin_text is None else
+                               subprocess.PIPE, start_new_session=True)
+    if stdin_text is not None:
+        process.stdin.write(stdin_text.encode())
+        process.stdin.close()
+    return process
 
 
 def _answers_tcp(port: int) -> bool:

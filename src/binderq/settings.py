@@ -11,6 +11,9 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 LAUNCH_AUTH_MODES = ("open", "token")
+# Bytes a secret key needs at least: server tokens are HMACs of it, so a short or empty one
+# lets anyone compute every server's token.
+MIN_SECRET_KEY_BYTES = 32
 ORPHAN_POLICIES = ("remove", "adopt")
 
 
@@ -30,7 +33,7 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     # Token with every right; empty disables operator calls.
     operator_token: str = ""
-    # Secret from which server tokens are derived (HMAC); must be set in production.
+    # Secret from which server tokens are derived (HMAC); at least 32 bytes, or nothing starts.
     secret_key: str = ""
     proxy_api_url: str = "http://127.0.0.1:8001"
     proxy_api_token: str = ""
@@ -82,8 +85,10 @@ class Settings:
     build_pids: int = 1024
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from ``BINDERQ_<FIELD>`` variables (and ``DOCKER_HOST``)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 secret_required: bool = True) -> Settings:
+        """Read settings from ``BINDERQ_<FIELD>`` variables (and ``DOCKER_HOST``). Only
+        `binderq up`, which makes a secret key when none is given, reads them without one."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field in fields(cls):
@@ -91,11 +96,13 @@ class Settings:
             if name in environ:
                 values[field.name] = _parse(field.name, field.type, environ[name])
         settings = cls(**values)
-        settings.validate()
+        settings.validate(secret_required=secret_required)
         return settings
 
-    def validate(self) -> None:
-        """Refuse combinations that cannot work, with a message naming the setting."""
+    def validate(self, *, secret_required: bool = True) -> None:
+        """Refuse combinations that cannot work, or are unsafe, naming the setting."""
+        if secret_required or self.secret_key:
+            check_secret_key(self.secret_key)
         if self.launch_auth not in LAUNCH_AUTH_MODES:
             raise SettingsError(f"BINDERQ_LAUNCH_AUTH must be one of {LAUNCH_AUTH_MODES}")
         if self.orphans not in ORPHAN_POLICIES:
@@ -136,6 +143,15 @@ class Settings:
     @property
     def public_url_base(self) -> str:
         return self.public_url.rstrip("/")
+
+
+def check_secret_key(secret_key: str) -> None:
+    """Refuse a secret key too short to keep server tokens unguessable."""
+    if len(secret_key.encode("utf-8")) < MIN_SECRET_KEY_BYTES:
+        raise SettingsError(
+            f"BINDERQ_SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes (it is "
+            f"{len(secret_key.encode('utf-8'))}): every server's token is derived from it. "
+            "Make one with: python3 -c 'import secrets; print(secrets.token_hex(32))'")
 
 
 def _parse(name: str, type_name: Any, raw: str) -> Any:

@@ -8,9 +8,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+import redis
 import requests
 
+from binderq.cli import Stack, settings_for_up
 from binderq.processes import free_port
+from binderq.settings import Settings
 from tests.integration.conftest import ROOT, wait_for
 
 
@@ -75,3 +79,41 @@ def assert_answers_across_idle_sockets(base: str) -> None:
     for _ in range(6):
         time.sleep(2.0)
         assert requests.get(f"{base}/api/openapi.json", timeout=10).status_code == 200
+
+
+def test_the_embedded_redis_asks_for_a_password_the_processes_have_and_never_print(
+        runtime, tmp_path):
+    """`binderq up` gives its embedded Redis a password of its own; the API, both workers
+    and beat use it (health is ok, beat sends its schedule); no log and no health answer
+    shows it; a client without it is refused."""
+    base = Settings(instance=f"{runtime.instance}pw", cull_interval=1.0)
+    port = free_port()
+    stack = Stack(settings_for_up(base, "127.0.0.1", port), host="127.0.0.1", port=port)
+    try:
+        stack.start()
+        url = stack.settings.redis_url
+        password = redis.connection.parse_url(url)["password"]
+        assert len(password) >= 32 and url.startswith("redis://:")
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis.from_url(url.replace(f":{password}@", "")).ping()
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis.from_url(url.replace(password, "wrong" + password[5:])).ping()
+        assert redis.Redis.from_url(url).ping()
+        health = requests.get(f"{stack.local_url}/api/health", timeout=10)
+        assert health.json()["ok"] is True, health.text
+        for answer in (health, requests.get(f"{stack.local_url}/health", timeout=10),
+                       requests.get(f"{stack.local_url}/api/health", timeout=10, headers={
+                           "Authorization": f"token {stack.settings.operator_token}"})):
+            assert password not in answer.text
+        wait_for(lambda: "binderq.lifecycle" in (stack.run_dir / "beat.log").read_text()
+                 or "Sending due task" in (stack.run_dir / "beat.log").read_text(),
+                 timeout=30, what="beat sends its schedule through the password")
+        processes = [process.pid for _, process in stack.processes]
+        assert all(process.poll() is None for _, process in stack.processes), processes
+        assert not any(password.encode() in subprocess.run(
+            ["ps", "-o", "args=", "-p", str(pid)], capture_output=True).stdout
+            for pid in processes), "a command line shows the password"
+    finally:
+        stack.stop()
+    for log_file in stack.run_dir.glob("*.log"):
+        assert password not in log_file.read_text(errors="replace"), log_file.name

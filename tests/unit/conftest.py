@@ -15,7 +15,7 @@ OPERATOR = {"Authorization": "token operator-secret"}
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(operator_token="operator-secret", secret_key="server-secret",
+    return Settings(operator_token="operator-secret", secret_key="server-secret-" + "s" * 32,
                     public_url="http://binderq.test", max_servers=5, instance="unit")
 
 

@@ -16,6 +16,7 @@ from binderq.services.build_rules import base_images
 from binderq.services.builds import request_build, run_build
 from binderq.tasks import BUILD
 from tests.fakes import FakeBuilder, FakeGit
+from tests.helpers import OPERATOR_CALLER
 
 BASE = "binderq/notebook:bookworm"
 ANONYMOUS = client_key("", "203.0.113.7")
@@ -155,7 +156,8 @@ def test_the_list_is_the_setting_or_the_public_stagings_and_always_the_notebook_
 
 def _build(store, queue, settings, files, requested_by) -> Build:
     git = FakeGit(files=files)
-    asked = request_build("https://h.test/r", "main", None, store=store, queue=queue,
+    asked = request_build("https://h.test/r", "main", None, caller=OPERATOR_CALLER, store=store,
+                          queue=queue,
                           git=git, settings=settings)
     store.builds.save(replace(store.builds.get(asked.id), requested_by=requested_by))
     return run_build(asked.id, store=store, git=git, builder=FakeBuilder(), queue=queue,
@@ -189,7 +191,8 @@ def test_restricted_and_unrestricted_builds_never_share_a_cache_key():
 
 def test_a_build_whose_runs_all_died_is_given_up_with_a_clear_error(store, queue, settings):
     git = FakeGit(files={"requirements.txt": b"six\n"})
-    asked = request_build("https://h.test/r", "main", None, store=store, queue=queue,
+    asked = request_build("https://h.test/r", "main", None, caller=OPERATOR_CALLER, store=store,
+                          queue=queue,
                           git=git, settings=settings)
 
     class KilledMidBuild(FakeBuilder):
@@ -208,13 +211,15 @@ def test_a_build_whose_runs_all_died_is_given_up_with_a_clear_error(store, queue
         f"gave up after {MAX_BUILD_ATTEMPTS} attempts: each ended without a result (its "
         "builds worker was killed, or ran out of memory, mid-build); build it again, and if "
         "it fails the same way, the repository is the likely cause")
-    assert request_build("https://h.test/r", "main", None, store=store, queue=queue, git=git,
+    assert request_build("https://h.test/r", "main", None, caller=OPERATOR_CALLER, store=store,
+                          queue=queue, git=git,
                          settings=settings).id != asked.id  # its cache key is free
 
 
 def test_a_second_run_after_a_lost_one_builds_and_says_so(store, queue, settings):
     git = FakeGit(files={"requirements.txt": b"six\n"})
-    asked = request_build("https://h.test/r", "main", None, store=store, queue=queue,
+    asked = request_build("https://h.test/r", "main", None, caller=OPERATOR_CALLER, store=store,
+                          queue=queue,
                           git=git, settings=settings)
     store.builds.save(replace(store.builds.get(asked.id), attempts=1,
                               status=BuildStatus.BUILDING))

@@ -25,6 +25,7 @@ from binderq.domain.models import utcnow
 from binderq.services import lifecycle
 from binderq.services.builds import follow_build, request_build, stage_built
 from tests.fakes import FakeGit
+from tests.helpers import OPERATOR_CALLER
 from tests.unit.conftest import OPERATOR
 
 BASE = "binderq/notebook:bookworm"
@@ -125,8 +126,8 @@ def test_following_a_build_that_vanished_ends(store):
 
 
 def _request(repo, *, store, queue, settings):
-    return request_build(repo, "main", None, store=store, queue=queue, git=FakeGit(),
-                         settings=settings)
+    return request_build(repo, "main", None, caller=OPERATOR_CALLER, store=store, queue=queue,
+                         git=FakeGit(), settings=settings)
 
 
 def test_builds_past_the_limit_fail_naming_it_and_a_finished_one_frees_its_place(
@@ -206,7 +207,8 @@ def test_a_cached_build_asked_with_a_staging_is_staged_at_once(store, queue, set
     built = _request("https://h/r", store=store, queue=queue, settings=settings)
     store.builds.move(built.id, BuildStatus.SUCCEEDED, "built", image="built/r:1")
     again = request_build("https://h/r", "main", _staging_request("later", pool_size=2),
-                          store=store, queue=queue, git=FakeGit(), settings=settings)
+                          caller=OPERATOR_CALLER, store=store, queue=queue, git=FakeGit(),
+                          settings=settings)
     assert again.cached and again.id == built.id
     staging = store.stagings.get("later")
     assert (staging.image, staging.public) == ("built/r:1", True)
@@ -216,10 +218,12 @@ def test_a_cached_build_asked_with_a_staging_is_staged_at_once(store, queue, set
 
 def test_a_staging_asked_of_a_running_build_is_staged_when_it_succeeds(store, queue,
                                                                        settings):
-    first = request_build("https://h/r", "main", _staging_request("one"), store=store,
-                          queue=queue, git=FakeGit(), settings=settings)
-    request_build("https://h/r", "main", _staging_request("two", pool_size=1), store=store,
-                  queue=queue, git=FakeGit(), settings=settings)
+    first = request_build("https://h/r", "main", _staging_request("one"),
+                          caller=OPERATOR_CALLER, store=store, queue=queue, git=FakeGit(),
+                          settings=settings)
+    request_build("https://h/r", "main", _staging_request("two", pool_size=1),
+                  caller=OPERATOR_CALLER, store=store, queue=queue, git=FakeGit(),
+                  settings=settings)
     assert store.stagings.get("two") is None  # not built yet
     done = store.builds.move(first.id, BuildStatus.SUCCEEDED, "built", image="built/r:1")
     stage_built(done, store=store, queue=queue, settings=settings)
@@ -233,7 +237,8 @@ def test_a_staging_asked_of_a_running_build_is_staged_when_it_succeeds(store, qu
 def test_a_pool_larger_than_the_capacity_is_refused_before_the_build(store, queue, settings):
     with pytest.raises(InvalidInput) as refused:
         request_build("https://h/r", "main", _staging_request("big", pool_size=99),
-                      store=store, queue=queue, git=FakeGit(), settings=settings)
+                      caller=OPERATOR_CALLER, store=store, queue=queue, git=FakeGit(),
+                      settings=settings)
     assert refused.value.errors[0].field == "staging.pool_size"
     assert store.builds.recent(10) == [] and queue.sent == []
 

@@ -52,7 +52,7 @@ def test_root_is_never_a_uid_to_run_as(uid):
     with pytest.raises(ValueError):
         run_as("jovyan", "", uid)
     with pytest.raises(SettingsError, match="BINDERQ_SERVER_UID"):
-        Settings.from_env({"BINDERQ_SERVER_UID": str(uid)})
+        Settings.from_env({"BINDERQ_SERVER_UID": str(uid), "BINDERQ_SECRET_KEY": "k" * 32})
 
 
 def test_the_scratch_home_is_owned_by_the_uid_and_bounded_by_memory():

@@ -17,6 +17,7 @@ from binderq.services.repo_launch import (
     staging_name,
 )
 from tests.fakes import FakeGit, answering_probe
+from tests.helpers import OPERATOR_CALLER
 
 REPO = "https://github.com/org/repo"
 OPERATOR = Caller(token="operator-secret", is_operator=True)
@@ -41,8 +42,8 @@ class FakeClock:
 
 def _built(store, queue, settings, image="org/repo:abc"):
     """A succeeded build of REPO at main, so the next request finds it cached."""
-    build = builds.request_build(REPO, "main", None, store=store, queue=queue, git=FakeGit(),
-                                 settings=settings)
+    build = builds.request_build(REPO, "main", None, caller=OPERATOR_CALLER, store=store,
+                                 queue=queue, git=FakeGit(), settings=settings)
     store.builds.move(build.id, BuildStatus.SUCCEEDED, "built", image=image)
     return image
 

@@ -9,6 +9,7 @@ from binderq.domain.builds import Build, BuildStatus, SpecError, cache_key, stag
 from binderq.domain.errors import RepositoryError
 from binderq.services.builds import cancel_build, read_spec, request_build, run_build
 from tests.fakes import FakeBuilder, FakeGit
+from tests.helpers import OPERATOR_CALLER
 
 REPO = "https://h.test/r"
 
@@ -24,8 +25,8 @@ def builder() -> FakeBuilder:
 
 
 def _request(store, queue, git, settings, staging=None) -> Build:
-    return request_build(REPO, "main", staging, store=store, queue=queue, git=git,
-                         settings=settings)
+    return request_build(REPO, "main", staging, caller=OPERATOR_CALLER, store=store,
+                         queue=queue, git=git, settings=settings)
 
 
 def _run(build_id, store, queue, git, builder, settings) -> Build:
@@ -93,7 +94,8 @@ def test_a_spec_that_cannot_be_honoured_fails_naming_the_file(store, queue, git,
 def test_cancelling_a_running_build_stops_it_and_keeps_no_image(store, queue, git, builder,
                                                                 settings):
     asked = _request(store, queue, git, settings)
-    builder.during_step = lambda: cancel_build(asked.id, store=store, settings=settings)
+    builder.during_step = lambda: cancel_build(asked.id, caller=OPERATOR_CALLER, store=store,
+                                                  settings=settings)
     done = _run(asked.id, store, queue, git, builder, settings)
     assert (done.status, done.error) == (BuildStatus.CANCELLED, "cancelled")
     assert builder.images == {}
@@ -103,7 +105,8 @@ def test_cancelling_a_running_build_stops_it_and_keeps_no_image(store, queue, gi
 
 def test_a_build_cancelled_while_queued_is_never_built(store, queue, git, builder, settings):
     asked = _request(store, queue, git, settings)
-    assert cancel_build(asked.id, store=store, settings=settings).status == \
+    assert cancel_build(asked.id, caller=OPERATOR_CALLER, store=store,
+                                                  settings=settings).status == \
         BuildStatus.CANCELLED
     assert _run(asked.id, store, queue, git, builder, settings).status == \
         BuildStatus.CANCELLED
@@ -113,7 +116,8 @@ def test_a_build_cancelled_while_queued_is_never_built(store, queue, git, builde
 def test_cancelling_a_finished_build_leaves_it_as_it_is(store, queue, git, builder, settings):
     asked = _request(store, queue, git, settings)
     _run(asked.id, store, queue, git, builder, settings)
-    assert cancel_build(asked.id, store=store, settings=settings).status == \
+    assert cancel_build(asked.id, caller=OPERATOR_CALLER, store=store,
+                                                  settings=settings).status == \
         BuildStatus.SUCCEEDED
     assert _request(store, queue, git, settings).cached  # still the cached build
 

@@ -142,11 +142,12 @@ def test_builds_in_progress_per_client_are_limited_and_a_finished_one_frees_a_pl
 
 
 def test_settings_read_the_shares_and_refuse_negative_ones():
-    settings = Settings.from_env({"BINDERQ_CLIENT_MAX_SERVERS": "3",
+    settings = Settings.from_env({"BINDERQ_CLIENT_MAX_SERVERS": "3", "BINDERQ_SECRET_KEY": "k" * 32,
                                   "BINDERQ_CLIENT_BUILDS_PER_HOUR": "0"})
     assert (settings.client_max_servers, settings.client_builds_per_hour) == (3, 0)
     with pytest.raises(SettingsError, match="BINDERQ_CLIENT_LAUNCHES_PER_MINUTE"):
-        Settings.from_env({"BINDERQ_CLIENT_LAUNCHES_PER_MINUTE": "-1"})
+        Settings.from_env({"BINDERQ_CLIENT_LAUNCHES_PER_MINUTE": "-1",
+                           "BINDERQ_SECRET_KEY": "k" * 32})
 
 
 # -- at the doors: 429, Retry-After, the limit's name ---------------------------------------

@@ -12,9 +12,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from binderq.api.context import context
+from binderq.api.health import health_for
 from binderq.api.streams import KEEPALIVE, event_stream, sse
 from binderq.domain.errors import FieldError, InvalidInput
-from binderq.services.health import health_report
 from binderq.services.repo_launch import Progress, build_and_launch
 
 blp = Blueprint("binderhub", __name__, description="BinderHub's build-and-launch stream.")
@@ -45,10 +45,13 @@ class BuildAndLaunch(MethodView):
                   "waiting, fetching, building, built, launching, then ready (with url, "
                   "token and image) or failed")
     def get(self, provider: str, spec: str):
-        """Build (or find built), stage and launch a repository, as BinderHub streams it."""
+        """Build (or find built), stage and launch a repository, as BinderHub streams it.
+        Open launch auth: anyone. Token launch auth: the `build` and `launch` scopes, the
+        token in `Authorization` or, as Thebe's EventSource sends no headers, `?token=`."""
         ctx = context()
         repo, ref = repo_and_ref(provider, spec)
-        progress = build_and_launch(repo, ref, caller=ctx.caller(), store=ctx.store,
+        caller = ctx.caller()
+        progress = build_and_launch(repo, ref, caller=caller, store=ctx.store,
                                     queue=ctx.queue, git=ctx.git, settings=ctx.settings,
                                     cache=ctx.stagings)
         return event_stream(_binderhub_events(progress))
@@ -60,7 +63,7 @@ class BinderHubHealth(MethodView):
     def get(self):
         """Health as BinderHub answers it: {ok, checks: [{service, ok}]}."""
         ctx = context()
-        report = health_report(store=ctx.store, proxy=ctx.proxy, queue=ctx.queue)
+        report = health_for(ctx)
         checks = [{"service": name, **check} for name, check in report["checks"].items()]
         response = jsonify({"ok": report["ok"], "checks": checks})
         response.status_code = 200 if report["ok"] else 503

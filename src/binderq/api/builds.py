@@ -72,14 +72,14 @@ class Builds(MethodView):
     @blp.response(202, BuildSchema)
     @blp.alt_response(200, schema=BuildSchema, description="Built before: cached")
     def post(self, fields: dict[str, Any]):
-        """Build repo at ref (the `build` scope). Hostile URLs and refs are refused (422)
-        before any git process starts."""
+        """Build repo at ref (the `build` scope; with `staging`, the operator's token).
+        Hostile URLs and refs are refused (422) before any git process starts."""
         ctx = context()
-        require_scope(ctx.caller(), "build")
-        staging = fields["staging"]
-        build = builds.request_build(fields["repo"], fields["ref"], staging, store=ctx.store,
-                                     queue=ctx.queue, git=ctx.git, settings=ctx.settings,
-                                     caller=ctx.caller())
+        caller = ctx.caller()
+        require_scope(caller, "build")
+        build = builds.request_build(fields["repo"], fields["ref"], fields["staging"],
+                                     caller=caller, store=ctx.store, queue=ctx.queue,
+                                     git=ctx.git, settings=ctx.settings)
         response = jsonify(build_body(build))
         response.status_code = 200 if build.status == BuildStatus.SUCCEEDED else 202
         response.headers["Location"] = f"/api/builds/{build.id}"
@@ -88,31 +88,34 @@ class Builds(MethodView):
     @blp.arguments(BuildListArgs, location="query")
     @blp.response(200, BuildSchema(many=True))
     def get(self, args: dict[str, Any]):
-        """Builds, newest first (the `build` scope)."""
+        """Builds, newest first (the `build` scope): the caller's own; the operator's, all."""
         ctx = context()
-        require_scope(ctx.caller(), "build")
-        found = ctx.store.builds.recent(args["limit"] if "repo" not in args and
-                                        "status" not in args else 500)
-        found = [b for b in found if args.get("repo", b.repo) == b.repo
-                 and args.get("status", str(b.status)) == str(b.status)]
-        return [build_body(build) for build in found[:args["limit"]]]
+        caller = ctx.caller()
+        require_scope(caller, "build")
+        found = builds.list_builds(caller, store=ctx.store, repo=args.get("repo"),
+                                   status=args.get("status"), limit=args["limit"])
+        return [build_body(build) for build in found]
 
 
 @blp.route("/<build_id>")
 class BuildById(MethodView):
     @blp.response(200, BuildSchema)
     def get(self, build_id: str):
-        """One build (the `build` scope)."""
+        """One build the caller asked for (the `build` scope); the operator's, any. Others'
+        builds are 404."""
         ctx = context()
-        require_scope(ctx.caller(), "build")
-        return build_body(builds.get_build(build_id, store=ctx.store))
+        caller = ctx.caller()
+        require_scope(caller, "build")
+        return build_body(builds.get_build(build_id, caller=caller, store=ctx.store))
 
     @blp.response(202, BuildSchema)
     def delete(self, build_id: str):
-        """Cancel a queued or running build (the `build` scope)."""
+        """Cancel a queued or running build the caller asked for (the `build` scope); 409
+        if other clients asked for it too (the operator cancels any)."""
         ctx = context()
-        require_scope(ctx.caller(), "build")
-        return build_body(builds.cancel_build(build_id, store=ctx.store,
+        caller = ctx.caller()
+        require_scope(caller, "build")
+        return build_body(builds.cancel_build(build_id, caller=caller, store=ctx.store,
                                               settings=ctx.settings)), 202
 
 
@@ -122,14 +125,15 @@ class BuildLogs(MethodView):
                   "text/event-stream, a live stream of `phase` and `log` events that ends "
                   "with `done`, carrying the Build")
     def get(self, build_id: str):
-        """The build's log (the `build` scope)."""
+        """The log of a build the caller asked for (the `build` scope); the operator's, any."""
         ctx = context()
-        require_scope(ctx.caller(), "build")
+        caller = ctx.caller()
+        require_scope(caller, "build")
         if request.accept_mimetypes.best == "text/event-stream":
-            builds.get_build(build_id, store=ctx.store)
+            builds.get_build(build_id, caller=caller, store=ctx.store)
             return event_stream(_events(ctx.store, build_id,
                                         builds.follow_deadline(ctx.settings)))
-        return Response(builds.build_log_text(build_id, store=ctx.store),
+        return Response(builds.build_log_text(build_id, caller=caller, store=ctx.store),
                         mimetype="text/plain")
 
 

@@ -12,6 +12,7 @@ from binderq.api.auth import identify
 from binderq.domain.access import Caller
 from binderq.services import deploy
 from binderq.services.deploy import StagingCache
+from binderq.services.health import HealthCache
 from binderq.services.servers import Launch
 from binderq.settings import Settings
 
@@ -26,6 +27,8 @@ class ApiContext:
     proxy: Any  # ChpProxy, or a fake in unit tests
     git: Any = None  # GitSource: resolves refs when a build is asked for
     stagings: StagingCache = field(default_factory=lambda: StagingCache())
+    # This process's last health report (services/health.py).
+    health: HealthCache = field(default_factory=HealthCache)
 
     def caller(self) -> Caller:
         """This request's caller, identified once (the limits and the view both ask)."""

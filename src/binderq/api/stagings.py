@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import url_for
@@ -23,30 +22,38 @@ from binderq.domain.access import require_operator
 from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.models import Resources, Staging, to_dict
 from binderq.domain.spec import memory_bytes
+from binderq.domain.staging_rules import (
+    ENV_NAME,
+    IMAGE,
+    IMAGE_HELP,
+    MAX_DATA,
+    MAX_ENV,
+    MAX_SERVICES,
+    MAX_TARGET,
+    NAME,
+    SERVICE_HELP,
+    SERVICE_NAME,
+    VOLUME_HELP,
+    VOLUME_NAME,
+)
 from binderq.services import deploy, stagings
 
 blp = Blueprint("stagings", __name__, url_prefix="/api/stagings",
                 description="Stage: named templates that servers are deployed from.")
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
-VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
 MIN_MEMORY = 16 * 1024**2
 MAX_MEMORY = 64 * 1024**3
 
 
 
 def image_field(**kwargs: Any) -> fields.String:
-    return fields.String(validate=validate.Regexp(
-        IMAGE, error="not an image reference such as binderq/notebook:bookworm"), **kwargs)
+    return fields.String(validate=validate.Regexp(IMAGE, error=IMAGE_HELP), **kwargs)
 
 
 def env_field() -> fields.Dict:
     return fields.Dict(keys=fields.String(validate=validate.Regexp(ENV_NAME)),
                        values=fields.String(validate=validate.Length(max=8192)),
-                       validate=validate.Length(max=100), load_default=dict)
+                       validate=validate.Length(max=MAX_ENV), load_default=dict)
 
 
 def command_field(**kwargs: Any) -> fields.List:
@@ -76,20 +83,20 @@ class ResourcesSchema(StrictSchema):
 
 
 class ServiceSchema(StrictSchema):
-    name = fields.String(required=True, validate=validate.Regexp(
-        SERVICE_NAME, error="a lower-case DNS label such as postgres"))
+    name = fields.String(required=True, validate=validate.Regexp(SERVICE_NAME,
+                                                                 error=SERVICE_HELP))
     image = image_field(required=True)
     env = env_field()
     command = command_field(allow_none=True)
 
 
 class DataSchema(StrictSchema):
-    volume = fields.String(required=True, validate=validate.Regexp(
-        VOLUME_NAME, error="a Docker volume name (host paths are not allowed)"))
+    volume = fields.String(required=True, validate=validate.Regexp(VOLUME_NAME,
+                                                                   error=VOLUME_HELP))
     target = fields.String(required=True, validate=[
         validate.Regexp(r"^/[^\0]*$", error="an absolute path in the container"),
         validate.NoneOf(["/"], error="cannot mount over /"),
-        validate.Length(max=1024)])
+        validate.Length(max=MAX_TARGET)])
     read_only = fields.Boolean(load_default=True)
 
 
@@ -106,9 +113,9 @@ class StagingFieldsSchema(StrictSchema):
     env = env_field()
     resources = fields.Nested(ResourcesSchema, load_default=lambda: ResourcesSchema().load({}))
     services = fields.List(fields.Nested(ServiceSchema), load_default=list,
-                           validate=validate.Length(max=5))
+                           validate=validate.Length(max=MAX_SERVICES))
     data = fields.List(fields.Nested(DataSchema), load_default=list,
-                       validate=validate.Length(max=10))
+                       validate=validate.Length(max=MAX_DATA))
     # The defaults are the Staging record's own: one definition.
     cull_timeout = fields.Integer(load_default=Staging.cull_timeout,
                                   validate=validate.Range(min=1, max=7 * 86400))
@@ -124,7 +131,7 @@ class StagingFieldsSchema(StrictSchema):
 
     @validates("services")
     def validate_unique_services(self, value: list[dict[str, Any]], **_: Any) -> None:
-        names = [service["name"] for service in value]
+        names = [service.get("name") for service in value]  # a bad one has none
         if len(names) != len(set(names)):
             raise ValidationError("service names must be unique")
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from binderq.domain.errors import Forbidden, Unauthorized
+from binderq.domain.errors import Conflict, Forbidden, Unauthorized
 from binderq.domain.tokens import is_server_token
 
 SCOPES = ("launch", "build")
@@ -78,13 +79,34 @@ def is_anonymous_client(client: str) -> bool:
     return client.startswith(_ADDRESS_PREFIX)
 
 
-def require_operator(caller: Caller) -> None:
+def require_operator(caller: Caller, what: str = "This call") -> None:
     if caller.anonymous:
         raise Unauthorized("Requires authentication: an operator token")
     if not caller.known:
         raise Unauthorized("Bad credentials")
     if not caller.is_operator:
-        raise Forbidden("This call needs an operator token")
+        raise Forbidden(f"{what} needs an operator token")
+
+
+def require_staging_right(caller: Caller) -> None:
+    """Staging is the operator's, wherever it is asked: a staging names what every reader
+    launches (the operator's public ones included), mounts volumes, runs services and keeps a
+    pool. A build request's `staging` is staging too."""
+    require_operator(caller, "Staging a build (`staging` in a build request)")
+
+
+def may_read_build(caller: Caller, readers: Collection[str]) -> bool:
+    """The operator reads every build; anyone else only the builds they asked for (readers:
+    the clients that asked). The others do not exist for them (404, not 403)."""
+    return caller.is_operator or caller.client in readers
+
+
+def require_cancel_right(caller: Caller, readers: Collection[str]) -> None:
+    """The operator cancels any build; a client only one that nobody else asked for too: a
+    shared build goes on for the others (Conflict). Assumes may_read_build."""
+    if not caller.is_operator and set(readers) - {caller.client}:
+        raise Conflict("Build", "other requests wait for this build too, so it goes on; "
+                                "only the operator can cancel it")
 
 
 def require_scope(caller: Caller, scope: str) -> None:

@@ -19,17 +19,20 @@ def server_token(secret_key: str, server_id: str) -> str:
 
 
 def is_server_token(secret_key: str, server_id: str, candidate: str) -> bool:
-    """Whether candidate opens server_id, compared in constant time."""
-    return hmac.compare_digest(server_token(secret_key, server_id), candidate)
+    """Whether candidate opens server_id, compared in constant time. Any text is a
+    candidate: compare_digest refuses non-ASCII strings, so bytes are compared."""
+    return hmac.compare_digest(server_token(secret_key, server_id).encode(),
+                               candidate.encode("utf-8", "replace"))
 
 
 def tokens_match(expected: str, candidate: str) -> bool:
     """Constant-time comparison that treats an empty expected token as never matching."""
-    return bool(expected) and hmac.compare_digest(expected.encode(), candidate.encode())
+    return bool(expected) and hmac.compare_digest(expected.encode(),
+                                                  candidate.encode("utf-8", "replace"))
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
 def new_token() -> str:

@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from binderq.adapters.redis_store import RedisStore
-from binderq.domain.access import Caller
+from binderq.domain.access import (
+    Caller,
+    may_read_build,
+    require_cancel_right,
+    require_staging_right,
+)
 from binderq.domain.builds import (
     CONFIG_DIRS,
     ENVIRONMENT_FILES,
@@ -33,7 +38,7 @@ from binderq.domain.builds import (
 )
 from binderq.domain.errors import BinderqError, Conflict, NotFound, QuotaExceeded, TooManyBuilds
 from binderq.domain.models import utcnow
-from binderq.domain.shares import NO_SHARE, share_of
+from binderq.domain.shares import share_of
 from binderq.domain.spec import memory_bytes
 from binderq.domain.tokens import new_task_id
 from binderq.services.build_rules import check_build_rules
@@ -51,18 +56,21 @@ _READ = {*ENVIRONMENT_FILES, *UNSUPPORTED, "Dockerfile"}
 # -- API side -----------------------------------------------------------------------------
 
 
-def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store: RedisStore,
-                  queue: TaskQueue, git: Repositories, settings: Settings,
-                  caller: Caller | None = None) -> Build:
-    """The build of repo at ref: a finished one from the cache (cached=True), the one
-    already running for the same commit, or a new one queued for caller, within the
-    service's limit and the caller's share of builds in progress (domain/shares.py)."""
+def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, caller: Caller,
+                  store: RedisStore, queue: TaskQueue, git: Repositories,
+                  settings: Settings) -> Build:
+    """The build of repo at ref for caller: a finished one from the cache (cached=True), the
+    one already running for the same commit, or a new one queued, within the service's limit
+    and the caller's share of builds in progress (domain/shares.py). Whichever it is, caller
+    may read it from now on. Only the operator may ask for a staging of it."""
+    if staging is not None:
+        require_staging_right(caller)
     if staging and staging.get("pool_size") is not None:
         check_pool_size(staging["pool_size"], settings, resource="Build",
                         field="staging.pool_size")
     commit = git.resolve(repo, ref)  # checks repo and ref before git runs
     share = share_of(caller, max_servers=settings.client_max_servers,
-                     max_builds=settings.client_max_builds) if caller else NO_SHARE
+                     max_builds=settings.client_max_builds)
     build = Build(id=secrets.token_hex(6), repo=repo, ref=ref, commit=commit,
                   task_id=new_task_id(), staging=staging, requested_by=share.client)
     key = build_cache_key(build, settings.notebook_image)
@@ -70,6 +78,7 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, store:
     existing = _claim_or_share(key, build, store=store)
     if existing is not None:
         store.builds.forget(build.id)
+        store.builds.add_reader(existing, caller.client)
         if staging is not None:
             _stage_when_built(existing, staging, store=store, queue=queue, settings=settings)
         return replace(existing, cached=True) if existing.status == \
@@ -115,15 +124,28 @@ def _claim_or_share(key: str, build: Build, *, store: RedisStore) -> Build | Non
                             "try again in a minute")
 
 
-def get_build(build_id: str, *, store: RedisStore) -> Build:
+def get_build(build_id: str, *, caller: Caller, store: RedisStore) -> Build:
+    """A build the caller may read (it asked for it, or is the operator); else NotFound, as
+    if there were no such build."""
     build = store.builds.get(build_id)
-    if build is None:
+    if build is None or not may_read_build(caller, store.builds.readers(build_id)):
         raise NotFound("Build", build_id)
     return build
 
 
-def build_log_text(build_id: str, *, store: RedisStore) -> str:
-    get_build(build_id, store=store)
+def list_builds(caller: Caller, *, store: RedisStore, repo: str | None = None,
+                status: str | None = None, limit: int = 50) -> list[Build]:
+    """Builds newest first, of repo and in status if given: every build for the operator,
+    the builds it asked for for anyone else."""
+    wanted = limit if repo is None and status is None else 500
+    found = store.builds.recent(wanted) if caller.is_operator else \
+        store.builds.recent_of(caller.client, wanted)
+    return [build for build in found if repo in (None, build.repo)
+            and status in (None, str(build.status))][:limit]
+
+
+def build_log_text(build_id: str, *, caller: Caller, store: RedisStore) -> str:
+    get_build(build_id, caller=caller, store=store)
     return "".join(_log_line(entry) for _, entry in store.builds.log(build_id))
 
 
@@ -248,13 +270,18 @@ def fail_build(build_id: str, reason: str, *, store: RedisStore,
     return _fail(store, build, reason, settings) if build else None
 
 
-def cancel_build(build_id: str, *, store: RedisStore, settings: Settings) -> Build:
-    """Stop a queued or running build; a finished one is left as it is."""
-    build = get_build(build_id, store=store)
+def cancel_build(build_id: str, *, caller: Caller, store: RedisStore,
+                 settings: Settings) -> Build:
+    """Stop a queued or running build; a finished one is left as it is. A client cancels
+    only a build nobody else asked for too; the operator any."""
+    build = get_build(build_id, caller=caller, store=store)
+    if build.status.is_final:
+        return build
+    require_cancel_right(caller, store.builds.readers(build_id))
     if store.builds.move(build.id, BuildStatus.CANCELLED, "cancelled", error="cancelled",
                          finished_at=utcnow()) is not None:
         store.builds.release_key(build_cache_key(build, settings.notebook_image), build.id)
-    return get_build(build_id, store=store)
+    return get_build(build_id, caller=caller, store=store)
 
 
 def read_spec(checkout: Path, *, base_image: str) -> BuildSpec:

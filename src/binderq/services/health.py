@@ -1,10 +1,14 @@
-"""Health: is each dependency up, and does a worker really consume its queue?"""
+"""Health: is each dependency up, and does a worker really consume its queue? Answered from
+a report a few seconds old, shared by every API process, so that health calls cannot flood
+the workers with canaries; anyone sees what is up, the operator also why not."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 from binderq.domain.errors import BinderqError
@@ -12,6 +16,56 @@ from binderq.services.ports import Proxy, Runtime
 from binderq.tasks import HEALTH_PING
 
 HEALTH_BUDGET = 1.8  # seconds: /api/health must answer within 2 s even when all is down
+# Seconds a report is answered again before health is checked anew (one canary per that).
+HEALTH_MAX_AGE = 5.0
+_WAIT_POLL = 0.05
+
+
+@dataclass
+class HealthCache:
+    """This process's last report and its time; the lock makes its threads check once."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    report: dict[str, Any] | None = None
+    at: float = float("-inf")
+
+
+def cached_health_report(*, store: Any, proxy: Proxy, queue: Any, cache: HealthCache,
+                         max_age: float = HEALTH_MAX_AGE,
+                         clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """The health report at most max_age old: this process's, else the one another process
+    saved in Redis, else a new one made by the one caller that claims the refresh (the
+    others wait for it). With Redis down, each process checks at most once per max_age."""
+    with cache.lock:
+        if cache.report is not None and clock() - cache.at < max_age:
+            return cache.report
+        try:
+            report = store.health.latest() or _refresh_shared(
+                store=store, proxy=proxy, queue=queue, max_age=max_age, clock=clock)
+        except BinderqError:  # Redis is down: check from here (the report says so)
+            report = health_report(store=store, proxy=proxy, queue=queue)
+        cache.report, cache.at = report, clock()
+        return report
+
+
+def _refresh_shared(*, store: Any, proxy: Proxy, queue: Any, max_age: float,
+                    clock: Callable[[], float]) -> dict[str, Any]:
+    if not store.health.claim_refresh(HEALTH_BUDGET + 1.0):
+        deadline = clock() + HEALTH_BUDGET + 0.5
+        while clock() < deadline:  # another process is checking: take its report
+            time.sleep(_WAIT_POLL)
+            found = store.health.latest()
+            if found is not None:
+                return found
+    report = health_report(store=store, proxy=proxy, queue=queue)
+    store.health.save(report, max_age)
+    return report
+
+
+def public_health(report: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may see of a report: up or not, per check; no addresses, no errors."""
+    return {"ok": report["ok"],
+            "checks": {name: {"ok": check["ok"]} for name, check in report["checks"].items()}}
 
 
 def _check(probe: Callable[[], Any]) -> dict[str, Any]:

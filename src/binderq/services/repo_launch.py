@@ -62,8 +62,8 @@ def build_and_launch(repo: str, ref: str, *, caller: Caller, store: RedisStore,
     require_build_right(caller, door_is_open=open_door)
     require_launch_right(caller, public=True, launch_auth=settings.launch_auth)
     try:
-        build = builds.request_build(repo, ref, None, store=store, queue=queue, git=git,
-                                     settings=settings, caller=caller)
+        build = builds.request_build(repo, ref, None, caller=caller, store=store,
+                                     queue=queue, git=git, settings=settings)
     except (TooManyBuilds, QuotaExceeded) as error:  # BinderHub says so in the stream
         return iter([Progress("failed", error.message)])
     flow = _Flow(caller, store, queue, settings, cache or deploy.StagingCache(),

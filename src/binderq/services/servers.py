@@ -20,6 +20,7 @@ from binderq.domain.models import (
 from binderq.domain.pools import FAILURE_WINDOW
 from binderq.domain.shares import NO_SHARE, ClientShare
 from binderq.domain.spec import ServerSpec, server_path, server_spec
+from binderq.domain.staging_rules import refusal, staging_problems
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
 from binderq.services.ports import Proxy, ReadinessProbe, Runtime, TaskQueue
 from binderq.settings import Settings
@@ -124,11 +125,7 @@ def launch_server(server_id: str, *, store: RedisStore, runtime: Runtime, proxy:
 
 def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
                       probe: ReadinessProbe, settings: Settings) -> tuple[ServerSpec, str]:
-    staging = store.stagings.get(server.staging)
-    if staging is None:
-        raise LaunchFailed(f"staging {server.staging!r} was deleted")
-    if staging.status != StagingStatus.READY:
-        raise LaunchFailed(f"staging {server.staging!r} is {staging.status}")
+    staging = checked_staging(server.staging, store=store)
     token = server_token(settings.secret_key, server.id)
     spec = server_spec(staging, server.id, token, instance=settings.instance,
                        pooled=server.pooled, allow_origin=settings.cors_allow_origin,
@@ -151,6 +148,24 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
         tail = f"; its last log lines:\n{logs}" if logs else ""
         raise LaunchFailed(f"{error}{tail}") from error
     return spec, target
+
+
+def checked_staging(name: str, *, store: RedisStore) -> Staging:
+    """The ready staging a server is made of, checked again against the rules the API
+    applies: Redis is trusted with state, not with what may be mounted or run."""
+    try:
+        staging = store.stagings.get(name)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:  # a malformed record
+        raise LaunchFailed(f"refused: the record of staging {name!r} is malformed "
+                           f"({type(error).__name__}); PUT it again") from error
+    if staging is None:
+        raise LaunchFailed(f"staging {name!r} was deleted")
+    problems = staging_problems(staging)
+    if problems:
+        raise LaunchFailed(f"staging {name!r}: {refusal(problems)}")
+    if staging.status != StagingStatus.READY:
+        raise LaunchFailed(f"staging {name!r} is {staging.status}")
+    return staging
 
 
 def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: Runtime,

@@ -17,6 +17,7 @@ from binderq.domain.models import (
     StagingStatus,
     utcnow,
 )
+from binderq.domain.staging_rules import check_staging, refusal, staging_problems
 from binderq.services.ports import Runtime, TaskQueue
 from binderq.tasks import REPLENISH, STAGE
 
@@ -62,6 +63,7 @@ def put_staging(name: str, fields: dict[str, Any], *, store: RedisStore,
     A PUT that changes nothing answers the stored staging and stages nothing again.
     """
     wanted = staging_from_fields(name, fields)
+    check_staging(wanted)  # the API's schema said so already; the build and door paths too
     existing = store.stagings.get(name)
     if existing and existing.template() == wanted.template() \
             and existing.status != StagingStatus.FAILED:
@@ -92,6 +94,11 @@ def stage(name: str, version: int, *, store: RedisStore, runtime: Runtime,
     staging = store.stagings.get(name)
     if staging is None or staging.version != version:
         return None  # deleted or replaced since; the newer PUT has its own task
+    problems = staging_problems(staging)  # written into Redis by something else than the API?
+    if problems:
+        store.stagings.finish(name, version, status=str(StagingStatus.FAILED),
+                              error=refusal(problems), updated_at=_now())
+        return store.stagings.get(name)
     try:
         missing = _missing_images(staging, runtime)
     except DependencyDown as error:

@@ -1,6 +1,12 @@
 """The module Celery workers and beat load: `celery -A binderq.workers.main worker`."""
 
-from binderq.settings import Settings
+import sys
+
+from binderq.settings import Settings, SettingsError
 from binderq.workers.app import make_celery
 
-app = make_celery(Settings.from_env())  # the only place the workers read the environment
+try:
+    _settings = Settings.from_env()  # the only place the workers read the environment
+except SettingsError as error:  # refuse to start, saying which setting is at fault
+    sys.exit(f"binderq worker: {error}")
+app = make_celery(_settings)

@@ -8,6 +8,7 @@ import redis
 
 from binderq.adapters.redis_store.builds import BuildStore
 from binderq.adapters.redis_store.common import Keys, speaks_to_redis
+from binderq.adapters.redis_store.health import HealthStore
 from binderq.adapters.redis_store.locks import LockStore
 from binderq.adapters.redis_store.pools import PoolClaim, PoolStore
 from binderq.adapters.redis_store.servers import ServerStore
@@ -30,6 +31,7 @@ class RedisStore:
         self.tokens = TokenStore(client)
         self.tasks = TaskStore(client)
         self.locks = LockStore(client)
+        self.health = HealthStore(client)
 
     @property
     def record_ttl(self) -> int:

@@ -94,10 +94,37 @@ class BuildStore:
         self._claim_key = client.register_script(_CLAIM_KEY)
 
     def save(self, build: Build) -> None:
+        """Write a build; its requester (requested_by) becomes its first reader."""
         with self.redis.pipeline() as pipe:
             pipe.hset(Keys.BUILD.format(id=build.id), mapping=pairs(build_to_dict(build)))
             pipe.zadd(Keys.BUILDS, {build.id: build.created_at.timestamp()})
+            if build.requested_by:
+                self._add_reader(pipe, build, build.requested_by)
             pipe.execute()
+
+    def add_reader(self, build: Build, client: str) -> None:
+        """Let client read build too (it asked for the same build, and shares it)."""
+        with self.redis.pipeline() as pipe:
+            self._add_reader(pipe, build, client)
+            pipe.execute()
+
+    @staticmethod
+    def _add_reader(pipe: Any, build: Build, client: str) -> None:
+        pipe.sadd(Keys.BUILD_READERS.format(id=build.id), client)
+        pipe.zadd(Keys.CLIENT_BUILDS.format(client=client),
+                  {build.id: build.created_at.timestamp()})
+
+    def readers(self, build_id: str) -> set[str]:
+        """The clients that asked for a build."""
+        return {text(client) for client in
+                self.redis.smembers(Keys.BUILD_READERS.format(id=build_id))}
+
+    def recent_of(self, client: str, limit: int) -> list[Build]:
+        """The builds client asked for, newest first."""
+        key = Keys.CLIENT_BUILDS.format(client=client)
+        ids = [text(i) for i in self.redis.zrevrange(key, 0, limit - 1)]
+        builds = (self.get(build_id) for build_id in ids)
+        return [build for build in builds if build is not None]
 
     def get(self, build_id: str) -> Build | None:
         raw = self.redis.hgetall(Keys.BUILD.format(id=build_id))
@@ -145,9 +172,13 @@ class BuildStore:
         return [json.loads(item) for item in raw]
 
     def forget(self, build_id: str) -> None:
+        readers = self.readers(build_id)
         with self.redis.pipeline() as pipe:
             pipe.delete(Keys.BUILD.format(id=build_id), Keys.BUILD_LOG.format(id=build_id),
-                        Keys.BUILD_STAGINGS.format(id=build_id))
+                        Keys.BUILD_STAGINGS.format(id=build_id),
+                        Keys.BUILD_READERS.format(id=build_id))
+            for client in readers:
+                pipe.zrem(Keys.CLIENT_BUILDS.format(client=client), build_id)
             pipe.zrem(Keys.BUILDS, build_id)
             pipe.srem(Keys.BUILDS_IN_PROGRESS, build_id)
             pipe.execute()

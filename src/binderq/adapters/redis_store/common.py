@@ -44,7 +44,12 @@ class Keys:
     BUILDS_IN_PROGRESS = "binderq:builds:in-progress"
     BUILD_LOG = "binderq:build:{id}:log"
     BUILD_STAGINGS = "binderq:build:{id}:stagings"
+    # The clients (domain/access.client_key) that asked for a build, and each one's builds.
+    BUILD_READERS = "binderq:build:{id}:readers"
+    CLIENT_BUILDS = "binderq:builds:of:{client}"
     LOCK = "binderq:lock:{name}"
+    HEALTH = "binderq:health"
+    HEALTH_REFRESH = "binderq:health:refresh"
     TASK = "binderq:task:{id}"
     USER_TOKEN = "binderq:user-token:{hash}"
 
