@@ -41,7 +41,7 @@ WORKER_PROCESSES = {
     "worker-build": ("-Q", BUILDS, "--concurrency", "1", "-n", "build@%h"),
 }
 DEMO_STAGING = "notebook"
-# binderq's iptables chain for br-+ and docker0 (docs/security-containers.md).
+# binderq's iptables chain for br-+ and docker0 (docs/security.md).
 FIREWALL_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "firewall.sh"
 DEMO_POOL_SIZE = 2
 

@@ -72,7 +72,7 @@ class Settings:
     # What reconcile does with a labelled container Redis does not know: remove or adopt.
     orphans: str = "remove"
     # Fair shares of one client (its token, else its address; the operator is exempt), each
-    # answered 429 past it; 0 is no limit. See docs/security-shares.md.
+    # answered 429 past it; 0 is no limit. See docs/security.md.
     client_max_servers: int = 10
     client_launches_per_minute: int = 20
     client_max_builds: int = 2

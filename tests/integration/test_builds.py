@@ -390,6 +390,32 @@ def test_the_binderhub_door_builds_stages_and_launches_a_reachable_server(
     assert again[0]["phase"] == "built" and again[-1]["phase"] == "ready"  # from the cache
 
 
+ROOT_ONLY_DOCKERFILE = ("FROM binderq/notebook:bookworm\nUSER root\nRUN userdel -r jovyan\n"
+                        "ENV HOME=/root\nWORKDIR /root\n")
+
+
+def test_an_anonymous_reader_gets_a_kernel_from_a_repository_that_leaves_no_user(
+        build_settings, store, build_worker, launch_worker, tmp_path, clean_runtime, proxy):
+    """As on mybinder: the open door builds a Dockerfile whose image runs as root (no
+    non-root user at all), launches it as uid 1000, and a Thebe-style page gets a kernel."""
+    door = create_wsgi_app(build_settings.with_changes(launch_auth="open")).test_client()
+    url = make_repo(tmp_path, "rootonly", {"Dockerfile": ROOT_ONLY_DOCKERFILE})
+    stream = door.get(f"/build/git/{quote(url, safe='')}/main").get_data(as_text=True)
+    events = [json.loads(line[len("data: "):]) for line in stream.splitlines()
+              if line.startswith("data: ")]
+    ready = events[-1]
+    assert ready["phase"] == "ready", events[-3:]
+    auth = {"Authorization": f"token {ready['token']}"}
+    kernel = requests.post(f"{ready['url']}api/kernels", headers=auth, timeout=10)
+    assert kernel.status_code == 201, kernel.text
+    kernel_url = f"{ready['url']}api/kernels/{kernel.json()['id']}"
+    idle = wait_for(lambda: requests.get(kernel_url, headers=auth, timeout=5).json()[
+        "execution_state"] == "idle", timeout=30, what="the kernel is idle")
+    assert idle
+    [build] = [build for build in store.builds.recent(50) if build.repo == url]
+    assert build.requested_by == "addr:127.0.0.1"  # built for an anonymous reader
+
+
 @pytest.mark.parametrize("path, status", [
     ("/build/svn/org/repo/main", 422), ("/build/gh/only-one-part", 422),
     ("/build/git/--upload-pack%3Dtouch%20x/main", 422),

@@ -139,7 +139,7 @@ def test_the_writable_layer_is_capped_exactly_where_the_engine_can(clean_runtime
     backing = dict(info["DriverStatus"]).get("Backing Filesystem")
     if runtime.disk_limit.supported:
         check("writable layer capped (storage_opt size)", storage == {"size": "1g"}, storage)
-    else:  # this machine: overlay2 on ext4, which cannot (docs/security-containers.md)
+    else:  # this machine: overlay2 on ext4, which cannot (docs/security.md)
         check("writable layer: no cap where the engine has none, launch still works",
               not storage and (info["Driver"], backing) != ("overlay2", "xfs"), info["Driver"])
     runtime.remove_server("disk1")

@@ -65,13 +65,28 @@ def test_anonymous_health_shows_no_addresses_or_errors_the_operator_sees_them(
     assert "http://127.0.0.1:8001" in operator.get_data(as_text=True)
 
 
-def test_health_still_answers_with_redis_down(settings, store, counting, proxy):
-    store.redis.connection_pool.disconnect()
+def test_with_redis_down_health_is_503_at_once_and_sends_no_canary(settings, store,
+                                                                   counting, proxy):
     app = create_app(settings, store=store, queue=counting, proxy=proxy)
-    store.health.latest = _down  # the shared report cannot be read
     client = app.test_client()
-    assert {client.get("/api/health").status_code for _ in range(10)} <= {200, 503}
-    assert counting.canaries == 1  # this process checks at most once per few seconds
+    assert client.get("/api/health").status_code == 200  # a canary answer is now cached
+    store.ping = store.health.latest = _down
+    answers = [client.get("/api/health", headers=OPERATOR) for _ in range(10)]
+    assert {answer.status_code for answer in answers} == {503}
+    assert answers[0].get_json()["checks"]["redis"] == {"ok": False,
+                                                        "error": "Redis is unreachable: "
+                                                                 "connection refused"}
+    assert counting.canaries == 1  # the canary travels through Redis: none is sent now
+
+
+def test_a_dependency_that_goes_down_shows_at_once_despite_the_cached_canary(
+        settings, store, counting, proxy):
+    app = create_app(settings, store=store, queue=counting, proxy=proxy)
+    client = app.test_client()
+    assert client.get("/api/health").status_code == 200
+    proxy.down = True
+    assert client.get("/api/health").status_code == 503
+    assert counting.canaries == 1
 
 
 def _down():

@@ -1,4 +1,4 @@
-"""Fair shares (docs/security-shares.md): servers at once and launches per minute per client,
+"""Fair shares (docs/security.md): servers at once and launches per minute per client,
 builds in progress and build requests per hour per client, max_servers per staging. Each
 refusal is a 429 with Retry-After that names its limit; another client is still served; the
 operator is exempt. The counts are the store's scripts (fakeredis' Lua here, real Redis in

@@ -71,7 +71,7 @@ class BuildPids:
     @staticmethod
     def _unsupported(why: str) -> None:
         log.warning("build steps run without a pids limit: %s (BINDERQ_BUILD_PIDS; see "
-                    "docs/security-containers.md)", why)
+                    "docs/security.md)", why)
 
 
 def _release(name: str) -> None:

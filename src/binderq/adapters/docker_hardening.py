@@ -95,4 +95,4 @@ class DiskLimit:
     @staticmethod
     def _unsupported(why: str) -> None:
         log.warning("the Docker engine cannot limit a container's writable layer (%s); "
-                    "BINDERQ_SERVER_DISK is not applied (docs/security-containers.md)", why)
+                    "BINDERQ_SERVER_DISK is not applied (docs/security.md)", why)

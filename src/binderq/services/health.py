@@ -23,7 +23,7 @@ _WAIT_POLL = 0.05
 
 @dataclass
 class HealthCache:
-    """This process's last report and its time; the lock makes its threads check once."""
+    """This process's last canary answer and its time; the lock makes its threads ask once."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     report: dict[str, Any] | None = None
@@ -33,31 +33,59 @@ class HealthCache:
 def cached_health_report(*, store: Any, proxy: Proxy, queue: Any, cache: HealthCache,
                          max_age: float = HEALTH_MAX_AGE,
                          clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
-    """The health report at most max_age old: this process's, else the one another process
-    saved in Redis, else a new one made by the one caller that claims the refresh (the
-    others wait for it). With Redis down, each process checks at most once per max_age."""
+    """Each dependency's state, within HEALTH_BUDGET. Redis and the proxy are asked at every
+    call (a ping each: cheap, and a dependency that just went down shows at once); the
+    workers and the Docker engine they see come from the worker canary, whose answer is
+    shared by every API process for max_age seconds, so that health calls, however many,
+    queue one canary per max_age."""
+    probes = {"redis": lambda: store.ping(), "proxy": lambda: proxy.ping(timeout=1.0)}
+    # Not a `with` block: its exit would wait for a check stuck on a dead dependency.
+    pool = ThreadPoolExecutor(max_workers=len(probes) + 1)
+    futures = {name: pool.submit(_check, probe) for name, probe in probes.items()}
+    canary = pool.submit(_canary_checks, store=store, queue=queue, cache=cache,
+                         max_age=max_age, clock=clock)
+    wait([*futures.values(), canary], timeout=HEALTH_BUDGET)
+    checks = {name: _result(future) for name, future in futures.items()}
+    checks.update(canary.result() if canary.done() else {
+        "workers": _NO_ANSWER, "docker": _DOCKER_UNKNOWN})
+    pool.shutdown(wait=False, cancel_futures=True)
+    return {"ok": all(check["ok"] for check in checks.values()), "checks": checks}
+
+
+_NO_ANSWER = {"ok": False, "error": f"no answer within {HEALTH_BUDGET} s"}
+_DOCKER_UNKNOWN = {"ok": False,
+                   "error": "unknown: no launch worker answered to check the Docker engine"}
+
+
+def _canary_checks(*, store: Any, queue: Any, cache: HealthCache, max_age: float,
+                   clock: Callable[[], float]) -> dict[str, Any]:
+    """`workers` and `docker`: this process's canary answer, else the one another process
+    saved in Redis, else a new one from the one caller that claims the refresh (the others
+    wait for it). With Redis down there is no canary to send: this process says so, and
+    tries again after max_age."""
     with cache.lock:
         if cache.report is not None and clock() - cache.at < max_age:
             return cache.report
         try:
             report = store.health.latest() or _refresh_shared(
-                store=store, proxy=proxy, queue=queue, max_age=max_age, clock=clock)
-        except BinderqError:  # Redis is down: check from here (the report says so)
-            report = health_report(store=store, proxy=proxy, queue=queue)
+                store=store, queue=queue, max_age=max_age, clock=clock)
+        except BinderqError as error:
+            report = {"workers": {"ok": False, "error": f"no canary can be sent: {error}"},
+                      "docker": _DOCKER_UNKNOWN}
         cache.report, cache.at = report, clock()
         return report
 
 
-def _refresh_shared(*, store: Any, proxy: Proxy, queue: Any, max_age: float,
+def _refresh_shared(*, store: Any, queue: Any, max_age: float,
                     clock: Callable[[], float]) -> dict[str, Any]:
     if not store.health.claim_refresh(HEALTH_BUDGET + 1.0):
         deadline = clock() + HEALTH_BUDGET + 0.5
-        while clock() < deadline:  # another process is checking: take its report
+        while clock() < deadline:  # another process is asking: take its answer
             time.sleep(_WAIT_POLL)
             found = store.health.latest()
             if found is not None:
                 return found
-    report = health_report(store=store, proxy=proxy, queue=queue)
+    report = canary_report(queue)
     store.health.save(report, max_age)
     return report
 
@@ -83,27 +111,13 @@ def check_docker(runtime: Runtime) -> dict[str, Any]:
     return _check(lambda: runtime.ping(timeout=1.0))
 
 
-def health_report(*, store: Any, proxy: Proxy, queue: Any) -> dict[str, Any]:
-    """Each dependency's state; the Docker engine as the launch worker's canary saw it."""
-    canary_answer: dict[str, Any] = {}
-
-    def run_canary() -> None:
-        canary_answer.update(queue.ping_worker(HEALTH_PING.queue, timeout=HEALTH_BUDGET - 0.3))
-
-    probes = {
-        "redis": lambda: store.ping(),
-        "proxy": lambda: proxy.ping(timeout=1.0),
-        "workers": run_canary,
-    }
-    # Not a `with` block: its exit would wait for a check stuck on a dead dependency.
-    pool = ThreadPoolExecutor(max_workers=len(probes))
-    futures = {name: pool.submit(_check, probe) for name, probe in probes.items()}
-    wait(futures.values(), timeout=HEALTH_BUDGET)
-    checks = {name: _result(future) for name, future in futures.items()}
-    pool.shutdown(wait=False, cancel_futures=True)
-    checks["docker"] = canary_answer.get("docker") or {
-        "ok": False, "error": "unknown: no launch worker answered to check the Docker engine"}
-    return {"ok": all(check["ok"] for check in checks.values()), "checks": checks}
+def canary_report(queue: Any) -> dict[str, Any]:
+    """`workers` (does a launch worker consume its queue?) and `docker` (the engine as that
+    worker saw it), from one canary task."""
+    answer: dict[str, Any] = {}
+    workers = _check(lambda: answer.update(
+        queue.ping_worker(HEALTH_PING.queue, timeout=HEALTH_BUDGET - 0.3)))
+    return {"workers": workers, "docker": answer.get("docker") or _DOCKER_UNKNOWN}
 
 
 def _result(future: Any) -> dict[str, Any]:
