@@ -6,6 +6,7 @@ integration tests share (wait_for, stage, fill_pool, make_repo ...) are here too
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import subprocess
@@ -226,6 +227,13 @@ def wait_for(condition, *, timeout: float, what: str):
 
 
 # -- helpers the tests share ---------------------------------------------------------------
+
+
+def pinned(staging):
+    """The staging as its stage task leaves it, for tests that make server specs by hand:
+    its images pinned (here by the references they name, which no test moves)."""
+    return dataclasses.replace(staging, image_id=staging.image, service_image_ids={
+        service.name: service.image for service in staging.services})
 
 
 def stage(base, session, name, **fields):
