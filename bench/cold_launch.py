@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import NOTEBOOK_IMAGE, describe, operator, poll, stage, start_stack  # noqa: E402
 
-from binderq.adapters.notebook_probe import wait_for_notebook  # noqa: E402
+from binderq.adapters.readiness import wait_until_ready as wait_for_notebook  # noqa: E402
 
 TARGET_RATIO = 1.25
 LIMITS = ["--memory", "512m", "--cpus", "1", "--pids-limit", "256"]

@@ -137,7 +137,8 @@ def throughput_figures() -> dict[str, dict[str, float]]:
     logs = Path(tempfile.mkdtemp(prefix="binderq-bench-"))
     redis_server = start_redis(redis_port, log_file=logs / "redis.log")
     settings = Settings(redis_url=f"redis://127.0.0.1:{redis_port}/0", operator_token="bench",
-                        secret_key=secrets.token_hex(32), max_servers=10 * SEEDED, instance="benchseed")
+                        secret_key=secrets.token_hex(32), max_servers=10 * SEEDED,
+                        instance="benchseed")
     seed_pool(settings)
     api = _serve(gunicorn_command(WSGI_APP, f"127.0.0.1:{api_port}"), settings, logs / "api")
     floor = _serve(gunicorn_command("trivial_app:app", f"127.0.0.1:{floor_port}"), settings,

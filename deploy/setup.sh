@@ -32,4 +32,20 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
+# Jupyter Kernel Gateway for tests/integration/test_applications.py: Debian does not package
+# it and image builds have no network, so its wheels (for the notebook image's Python 3.11)
+# are fetched here, once, and copied into a test image.
+wheels=.cache/wheels/kernel-gateway
+if [ ! -f "$wheels/.complete" ]; then
+  echo "setup: downloading jupyter-kernel-gateway wheels into $wheels"
+  mkdir -p "$wheels"
+  .venv/bin/pip download -q --disable-pip-version-check -d "$wheels" --only-binary=:all: \
+    --python-version 3.11 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_26_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 \
+    'jupyter-kernel-gateway>=3,<4'
+  touch "$wheels/.complete"
+fi
+
 bash deploy/build-notebook-image.sh

@@ -13,7 +13,7 @@ from typing import Any
 
 from binderq.adapters.docker_runtime import ContainerState, ImageInfo
 from binderq.domain.builds import BuildLimits
-from binderq.domain.errors import BuildFailed, DependencyDown, LaunchFailed
+from binderq.domain.errors import BuildFailed, DependencyDown, ImageMissing, LaunchFailed
 from binderq.domain.spec import ServerSpec
 
 
@@ -62,14 +62,24 @@ class FakeRuntime:
         self._check()
         return True
 
+    # Labels of images, by id (provenance, say); none by default.
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+
     def image(self, reference: str) -> ImageInfo | None:
+        """By tag or by id, as the engine finds it."""
         self._check()
-        return ImageInfo(self.images[reference], {}) if reference in self.images else None
+        image_id = self.images.get(reference) or (
+            reference if reference in self.images.values() else None)
+        return ImageInfo(image_id, dict(self.labels.get(image_id, {}))) if image_id else None
 
     def start_server(self, spec: ServerSpec) -> None:
         self._check()
         if self.fail_start:
             raise LaunchFailed(self.fail_start)
+        for container in spec.containers:
+            if self.image(container.image) is None:
+                raise ImageMissing(f"image {container.image!r} is not on the Docker engine",
+                                   image=container.image)
         self.started.append(spec)
         for container in spec.containers:
             self.containers.setdefault(container.name, ContainerState(
@@ -188,9 +198,11 @@ def _chp_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
-def answering_probe(base: str, token: str, *, timeout: float, still_running: Any) -> dict:
+def answering_probe(base: str, token: str, *, timeout: float, still_running: Any,
+                    check: Any = None) -> dict:
     return {"last_activity": "2026-01-01T00:00:00Z"}
 
 
-def silent_probe(base: str, token: str, *, timeout: float, still_running: Any) -> dict:
+def silent_probe(base: str, token: str, *, timeout: float, still_running: Any,
+                 check: Any = None) -> dict:
     raise LaunchFailed(f"the notebook did not answer within {timeout:g} s")

@@ -6,16 +6,20 @@ integration tests share (wait_for, stage, fill_pool, make_repo ...) are here too
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import redis
 import requests
+import websocket
 
 from binderq.adapters.chp_proxy import ChpProxy
 from binderq.adapters.docker_runtime import DockerRuntime
@@ -228,6 +232,13 @@ def wait_for(condition, *, timeout: float, what: str):
 # -- helpers the tests share ---------------------------------------------------------------
 
 
+def pinned(staging):
+    """The staging as its stage task leaves it, for tests that make server specs by hand:
+    its images pinned (here by the references they name, which no test moves)."""
+    return dataclasses.replace(staging, image_id=staging.image, service_image_ids={
+        service.name: service.image for service in staging.services})
+
+
 def stage(base, session, name, **fields):
     """PUT a small staging of the notebook image through the API under gunicorn; wait for
     it to be ready."""
@@ -295,3 +306,31 @@ def make_repo(root: Path, name: str, files: dict[str, str | bytes]) -> str:
     git(path, "add", ".")
     git(path, "commit", "--quiet", "-m", "environment")
     return f"file://{path}"
+
+
+def run_code(url: str, token: str, kernel: str, code: str, timeout: float = 60) -> str:
+    """Run code on a kernel over its channels websocket; what it printed."""
+    channels = url.replace("http://", "ws://", 1) + f"api/kernels/{kernel}/channels"
+    connection = websocket.create_connection(channels, timeout=timeout,
+                                             header=[f"Authorization: token {token}"])
+    msg_id = uuid.uuid4().hex
+    connection.send(json.dumps({
+        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))
+    printed, deadline = "", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            message = json.loads(connection.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if message["msg_type"] == "stream":
+                printed += message["content"]["text"]
+            if message["msg_type"] == "status" and \
+                    message["content"]["execution_state"] == "idle":
+                return printed
+    finally:
+        connection.close()
+    raise AssertionError(f"the kernel did not finish within {timeout:g} s")

@@ -25,7 +25,7 @@ import requests
 
 from binderq.bootstrap import create_wsgi_app
 from binderq.processes import stop_process
-from tests.integration.conftest import OPERATOR, git, make_repo, wait_for
+from tests.integration.conftest import OPERATOR, git, make_repo, run_code, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -408,10 +408,9 @@ def test_an_anonymous_reader_gets_a_kernel_from_a_repository_that_leaves_no_user
     auth = {"Authorization": f"token {ready['token']}"}
     kernel = requests.post(f"{ready['url']}api/kernels", headers=auth, timeout=10)
     assert kernel.status_code == 201, kernel.text
-    kernel_url = f"{ready['url']}api/kernels/{kernel.json()['id']}"
-    idle = wait_for(lambda: requests.get(kernel_url, headers=auth, timeout=5).json()[
-        "execution_state"] == "idle", timeout=30, what="the kernel is idle")
-    assert idle
+    printed = run_code(ready["url"], ready["token"], kernel.json()["id"],
+                       "import os; print(os.getuid(), os.environ['HOME'])")
+    assert printed.split() == ["1000", "/home/binderq"]  # never root, a HOME of its own
     [build] = [build for build in store.builds.recent(50) if build.repo == url]
     assert build.requested_by == "addr:127.0.0.1"  # built for an anonymous reader
 

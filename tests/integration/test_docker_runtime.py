@@ -5,15 +5,17 @@ from __future__ import annotations
 import pytest
 
 from binderq.adapters.docker_runtime import DockerRuntime
-from binderq.adapters.notebook_probe import notebook_status, wait_for_notebook
+from binderq.adapters.notebook_probe import notebook_status
+from binderq.adapters.readiness import wait_until_ready as wait_for_notebook
 from binderq.domain.errors import DependencyDown, LaunchFailed
 from binderq.domain.models import ExtraService, Resources, Staging
 from binderq.domain.spec import server_spec
+from tests.integration.conftest import pinned
 
 
 def _spec(image: str, server_id: str, instance: str, **fields):
     staging = Staging(name="demo", image=image, resources=Resources("256m", 0.5, 128), **fields)
-    return server_spec(staging, server_id, "tok", instance=instance)
+    return server_spec(pinned(staging), server_id, "tok", instance=instance)
 
 
 def test_a_server_starts_with_its_limits_labels_and_loopback_port(clean_runtime, notebook_image,

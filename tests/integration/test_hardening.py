@@ -20,7 +20,7 @@ from binderq.domain.errors import BuildFailed, LaunchFailed
 from binderq.domain.hardening import SCRATCH_HOME
 from binderq.domain.models import DataVolume, ExtraService, Resources, Staging
 from binderq.domain.spec import container_name, server_spec
-from tests.integration.conftest import OPERATOR, stage_in_app, wait_for
+from tests.integration.conftest import OPERATOR, pinned, stage_in_app, wait_for
 
 RESOURCES = Resources("300m", 0.9, 150)
 CHECKED: set[str] = set()  # the properties asserted, for the summary
@@ -105,7 +105,7 @@ def test_notebook_and_sidecars_are_hardened_and_share_the_servers_limits(
     staging = Staging(name="hard", image=notebook_image, resources=RESOURCES,
                       command=["sleep", "300"], services=[sidecar],
                       data=[DataVolume(volume=volume.name, target="/data")])
-    spec = server_spec(staging, "hard1", "tok", instance=instance)
+    spec = server_spec(pinned(staging), "hard1", "tok", instance=instance)
     try:
         clean_runtime.start_server(spec)
         totals = [0, 0, 0]
@@ -131,7 +131,7 @@ def test_the_writable_layer_is_capped_exactly_where_the_engine_can(clean_runtime
     runtime = DockerRuntime(instance=instance, disk="1g")
     staging = Staging(name="disk", image=notebook_image, resources=RESOURCES,
                       command=["sleep", "300"])
-    spec = server_spec(staging, "disk1", "tok", instance=instance)
+    spec = server_spec(pinned(staging), "disk1", "tok", instance=instance)
     runtime.start_server(spec)  # where the engine refuses the cap, it starts without
     storage = clean_runtime.client.containers.get(spec.notebook.name).attrs["HostConfig"].get(
         "StorageOpt")
@@ -149,7 +149,7 @@ def test_the_writable_layer_is_capped_exactly_where_the_engine_can(clean_runtime
 def test_a_host_path_is_never_mounted(clean_runtime, notebook_image, instance, source):
     staging = Staging(name="bind", image=notebook_image, resources=RESOURCES,
                       data=[DataVolume(volume="x", target="/x")])
-    spec = server_spec(staging, "bind1", "tok", instance=instance)
+    spec = server_spec(pinned(staging), "bind1", "tok", instance=instance)
     spec.notebook.volumes.clear()
     spec.notebook.volumes[source] = {"bind": "/x", "mode": "rw"}
     with pytest.raises(LaunchFailed, match="named volumes only"):

@@ -22,7 +22,7 @@ from binderq.domain.builds import BuildLimits
 from binderq.domain.models import ExtraService, Resources, Staging
 from binderq.domain.spec import server_spec
 from binderq.processes import free_port, stop_process, wait_until
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, pinned
 
 FIREWALL = ["bash", str(ROOT / "deploy/firewall.sh")]
 TALLY: dict[str, dict[str, int]] = {}
@@ -105,7 +105,7 @@ def two_servers(runtime, notebook_image, instance):
     for name, services in (("isoa", [web]), ("isob", [])):
         staging = Staging(name=name, image=notebook_image, services=services,
                           resources=Resources("256m", 0.5, 128))
-        spec = server_spec(staging, name, "tok", instance=instance)
+        spec = server_spec(pinned(staging), name, "tok", instance=instance)
         runtime.start_server(spec)
         specs.append(spec)
     yield specs

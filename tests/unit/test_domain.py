@@ -60,7 +60,9 @@ def test_a_route_path_names_the_server_whose_path_it_is(path, server_id):
 
 
 def _staging(**changes) -> Staging:
-    return Staging(name="demo", image="img:1", version=3, **changes)
+    """A staged staging: its image ids recorded (the sidecar db's among them)."""
+    return Staging(name="demo", image="img:1", version=3, image_id="sha256:img1",
+                   service_image_ids={"db": "sha256:pg1"}, **changes)
 
 
 def test_server_spec_names_labels_and_limits_come_from_the_server_and_staging():

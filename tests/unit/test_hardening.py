@@ -72,7 +72,9 @@ def test_only_named_volumes_may_be_mounted(source, named):
 
 def _staging(services: int, memory="600m", cpus=1.5, pids=300) -> Staging:
     return Staging(name="s", image="i", resources=Resources(memory, cpus, pids),
-                   services=[ExtraService(name=f"svc{n}", image="i") for n in range(services)])
+                   services=[ExtraService(name=f"svc{n}", image="i") for n in range(services)],
+                   image_id="sha256:i", service_image_ids={f"svc{n}": "sha256:i"
+                                                           for n in range(services)})
 
 
 @pytest.mark.parametrize("services", [0, 1, 2, 3, 7])

@@ -43,9 +43,12 @@ def test_a_build_succeeds_with_its_provenance_and_is_staged_and_cached(
     asked = _request(store, queue, git, settings, staging={"name": "demo", "public": True})
     done = _run(asked.id, store, queue, git, builder, settings)
     assert done.status == BuildStatus.SUCCEEDED and done.error is None
-    assert builder.images == {done.image: {
+    labels = builder.images[done.image]
+    spec_hash = labels.pop("binderq.build.spec_hash")
+    assert labels == {
         "binderq.build.repo": REPO, "binderq.build.commit": asked.commit,
-        "binderq.build.id": asked.id, "binderq.instance": settings.instance}}
+        "binderq.build.id": asked.id, "binderq.instance": settings.instance}
+    assert done.image.endswith(f"-{spec_hash[:12]}")  # the spec the tag names
     (dockerfile,) = builder.dockerfiles
     assert "requirements.txt" in dockerfile and f"binderq.build.id=\"{asked.id}\"" in dockerfile
     assert any(entry.get("line", "").startswith("Step 1/") for entry in _log(store, asked.id))

@@ -97,7 +97,7 @@ def test_a_server_stopped_while_starting_is_not_marked_ready_and_leaves_nothing(
     ready_staging(store, queue, runtime)
     launch = deploy.request_launch("demo", store=store, queue=queue, settings=settings)
 
-    def probe_then_stop(base, token, *, timeout, still_running):
+    def probe_then_stop(base, token, *, timeout, still_running, check):
         servers.request_stop(launch.server.id, store=store, queue=queue)
         return {}
 

@@ -89,7 +89,9 @@ def test_a_malformed_record_fails_its_launch_clearly(store, runtime, proxy, sett
 
 def test_a_well_formed_staging_still_launches(store, runtime, proxy, settings):
     _hostile_ready_staging(store, "fine", data=[DataVolume("course-data", "/home/data")],
-                           services=[ExtraService("db", "postgres:16", {"POSTGRES_DB": "x"})])
+                           services=[ExtraService("db", "postgres:16", {"POSTGRES_DB": "x"})],
+                           image_id=IMAGE, service_image_ids={"db": "sha256:pg"})
+    runtime.images["postgres:16"] = "sha256:pg"
     assert _launch(store, runtime, proxy, settings, "fine").status == ServerStatus.READY
 
 

@@ -19,7 +19,7 @@ from binderq.adapters.docker_engine import (
     short,
 )
 from binderq.adapters.docker_hardening import DiskLimit, hardened_host_config
-from binderq.domain.errors import BinderqError, DependencyDown, LaunchFailed
+from binderq.domain.errors import BinderqError, DependencyDown, ImageMissing, LaunchFailed
 from binderq.domain.spec import (
     LABEL_INSTANCE,
     LABEL_ROLE,
@@ -231,7 +231,8 @@ class DockerRuntime:
         try:
             return self._create(spec, network)
         except docker.errors.ImageNotFound as error:
-            raise LaunchFailed(f"image {spec.image!r} is not on the Docker engine") from error
+            raise ImageMissing(f"image {spec.image!r} is not on the Docker engine",
+                               image=spec.image) from error
         except docker.errors.APIError as error:
             if error.status_code == 409:  # a concurrent retry created it first
                 return self.client.containers.get(spec.name)

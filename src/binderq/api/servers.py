@@ -12,6 +12,7 @@ from marshmallow import Schema, fields, validate
 from binderq.api.context import context
 from binderq.api.stagings import StrictSchema, checked_name
 from binderq.domain.access import require_operator, require_operator_or_server_token
+from binderq.domain.applications import KINDS
 from binderq.domain.models import Server, ServerStatus, jsonable
 from binderq.services import servers
 
@@ -28,6 +29,11 @@ class ServerSchema(Schema):
     url = fields.String(allow_none=True)
     token = fields.String(metadata={"description": "Only in the launch answer"})
     pooled = fields.Boolean()
+    kind = fields.String(metadata={"enum": list(KINDS), "description": "what url points at: "
+                                   "a notebook, a Kernel Gateway ({url}api/kernels) or a web "
+                                   "app"})
+    image_id = fields.String(allow_none=True, metadata={"description": "the image id its "
+                                                                       "containers run"})
     created_at = fields.String()
     ready_at = fields.String(allow_none=True)
     last_activity = fields.String(allow_none=True)

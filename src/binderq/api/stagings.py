@@ -19,6 +19,8 @@ from marshmallow import (
 
 from binderq.api.context import context
 from binderq.domain.access import require_operator
+from binderq.domain.applications import KINDS, unchecked_token_problem
+from binderq.domain.builds import provenance_source
 from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.models import Resources, Staging, to_dict
 from binderq.domain.spec import memory_bytes
@@ -31,6 +33,7 @@ from binderq.domain.staging_rules import (
     MAX_SERVICES,
     MAX_TARGET,
     NAME,
+    PROBE_PATH,
     SERVICE_HELP,
     SERVICE_NAME,
     VOLUME_HELP,
@@ -105,6 +108,30 @@ class SourceSchema(StrictSchema):
     commit = fields.String(validate=validate.Length(max=128), allow_none=True)
 
 
+class SourceOutSchema(SourceSchema):
+    """A staging's source, with what its image's provenance labels say when it was staged."""
+
+    spec_hash = fields.String(metadata={"description": "hash of the environment spec the "
+                                                      "image was built from"})
+    build = fields.String(metadata={"description": "the id of the build that made the image"})
+    labels = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
+        "description": "the image's binderq.build.* labels, verbatim"})
+
+
+class ProbeSchema(StrictSchema):
+    """How to tell a server is ready: one of http (a path under its base_url that answers
+    2xx or 3xx) or tcp (its port accepts connections)."""
+
+    http = fields.String(validate=validate.Regexp(PROBE_PATH, error=(
+        "a path under the server's base_url, such as api/status (no leading /, no ..)")))
+    tcp = fields.Boolean(validate=validate.Equal(True, error="tcp can only be true"))
+
+    @validates_schema
+    def validate_one(self, data: dict[str, Any], **_: Any) -> None:
+        if len(data) != 1:
+            raise ValidationError('give one of {"http": "<path>"} or {"tcp": true}')
+
+
 class StagingFieldsSchema(StrictSchema):
     """A staging's fields but its image; every one has a default."""
 
@@ -128,6 +155,20 @@ class StagingFieldsSchema(StrictSchema):
                                      "description": "servers of this staging at once, pooled "
                                                     "ones too (429 past it); null: no limit"})
     source = fields.Nested(SourceSchema, load_default=dict)
+    kind = fields.String(load_default=Staging.kind, validate=validate.OneOf(KINDS), metadata={
+        "description": "what a server's url points at (docs/applications.md)"})
+    probe = fields.Nested(ProbeSchema, load_default=None, allow_none=True, metadata={
+        "description": "readiness probe; null: the kind's own (Jupyter's api/status for "
+                       "notebook, api for kernel-gateway, tcp for web)"})
+    public_url_is_secret = fields.Boolean(load_default=False, metadata={
+        "description": "a web app that checks no token: anyone with its url may use it"})
+
+    @validates_schema
+    def validate_token_is_checked(self, data: dict[str, Any], **_: Any) -> None:
+        problem = unchecked_token_problem(data.get("kind", Staging.kind), data.get("command"),
+                                          data.get("public_url_is_secret", False))
+        if problem:
+            raise ValidationError(problem, "public_url_is_secret")
 
     @validates("services")
     def validate_unique_services(self, value: list[dict[str, Any]], **_: Any) -> None:
@@ -153,21 +194,32 @@ class StagingInSchema(StagingFieldsSchema):
             raise ValidationError("give image or build (a build id), not both", "build")
 
 
+class ServiceOutSchema(ServiceSchema):
+    image_id = fields.String(allow_none=True, metadata={"description": "the image id its "
+                                                                       "containers run"})
+
+
 class StagingSchema(Schema):
     name = fields.String()
     image = fields.String()
+    image_id = fields.String(allow_none=True, metadata={
+        "description": "the image id every server of this version runs, recorded when it was "
+                       "staged; a moved tag does not change it (PUT the staging again)"})
+    kind = fields.String(metadata={"enum": list(KINDS)})
+    probe = fields.Nested(ProbeSchema, allow_none=True)
+    public_url_is_secret = fields.Boolean()
     command = fields.List(fields.String(), allow_none=True)
     port = fields.Integer()
     env = fields.Dict(keys=fields.String(), values=fields.String())
     resources = fields.Nested(ResourcesSchema)
-    services = fields.List(fields.Nested(ServiceSchema))
+    services = fields.List(fields.Nested(ServiceOutSchema))
     data = fields.List(fields.Nested(DataSchema))
     cull_timeout = fields.Integer()
     max_age = fields.Integer()
     public = fields.Boolean()
     description = fields.String()
     max_servers = fields.Integer(allow_none=True)
-    source = fields.Nested(SourceSchema)
+    source = fields.Nested(SourceOutSchema)
     status = fields.String(metadata={"enum": ["staging", "ready", "failed"]})
     error = fields.String(allow_none=True)
     version = fields.Integer()
@@ -178,6 +230,19 @@ class StagingSchema(Schema):
 
 class DeleteArgs(StrictSchema):
     force = fields.Boolean(load_default=False)
+
+
+def staging_body(staging: Staging) -> dict[str, Any]:
+    """A staging as the API shows it: its record, its source completed from its image's
+    provenance labels, and each sidecar's staged image id."""
+    body = to_dict(staging)
+    given = {key: value for key, value in body["source"].items() if value}
+    body["source"] = {**provenance_source(staging.provenance), **given}
+    if staging.provenance:
+        body["source"]["labels"] = dict(staging.provenance)
+    for service in body["services"]:
+        service["image_id"] = staging.service_image_ids.get(service["name"])
+    return body
 
 
 def checked_name(name: str) -> str:
@@ -195,7 +260,7 @@ class Stagings(MethodView):
         """Every staging (operator)."""
         ctx = context()
         require_operator(ctx.caller())
-        return [to_dict(staging) for staging in ctx.store.stagings.list()]
+        return [staging_body(staging) for staging in ctx.store.stagings.list()]
 
 
 @blp.route("/<path:name>")
@@ -212,7 +277,7 @@ class StagingByName(MethodView):
             fields = stagings.with_build_image(fields, store=ctx.store)
         change = stagings.put_staging(checked_name(name), fields, store=ctx.store,
                                       queue=ctx.queue)
-        body = {**to_dict(change.staging), "task_id": change.task_id}
+        body = {**staging_body(change.staging), "task_id": change.task_id}
         if change.outcome == "unchanged":
             return body, 200
         return body, 202, {"Location": url_for("stagings.StagingByName", name=name)}
@@ -222,7 +287,7 @@ class StagingByName(MethodView):
         """One staging (operator)."""
         ctx = context()
         require_operator(ctx.caller())
-        return to_dict(stagings.get_staging(checked_name(name), store=ctx.store))
+        return staging_body(stagings.get_staging(checked_name(name), store=ctx.store))
 
     @blp.arguments(DeleteArgs, location="query")
     @blp.response(204)

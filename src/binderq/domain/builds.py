@@ -211,10 +211,31 @@ def image_name(repo: str, commit: str, spec: BuildSpec) -> str:
     return f"binderq-build/{slug}-{repo_hash}:{commit[:12]}-{spec.spec_hash[:12]}"
 
 
-def provenance_labels(build: Build, *, instance: str) -> dict[str, str]:
-    """The labels a built image carries: where it came from, and which binderq made it."""
-    return {"binderq.build.repo": build.repo, "binderq.build.commit": build.commit,
-            "binderq.build.id": build.id, "binderq.instance": instance}
+PROVENANCE_PREFIX = "binderq.build."
+
+
+def provenance_labels(build: Build, *, instance: str, spec_hash: str = "") -> dict[str, str]:
+    """The labels a built image carries: where it came from (repository, commit, the hash
+    of the environment spec it was built from), and which binderq made it."""
+    labels = {f"{PROVENANCE_PREFIX}repo": build.repo,
+              f"{PROVENANCE_PREFIX}commit": build.commit,
+              f"{PROVENANCE_PREFIX}id": build.id, "binderq.instance": instance}
+    if spec_hash:
+        labels[f"{PROVENANCE_PREFIX}spec_hash"] = spec_hash
+    return labels
+
+
+def provenance_of(labels: dict[str, str]) -> dict[str, str]:
+    """An image's provenance labels (binderq.build.*), as a staging records them."""
+    return {key: value for key, value in labels.items() if key.startswith(PROVENANCE_PREFIX)}
+
+
+def provenance_source(provenance: dict[str, str]) -> dict[str, str]:
+    """What a staging's `source` adds from its image's provenance labels: repo, commit,
+    spec_hash and the build's id (as `build`)."""
+    names = {"repo": "repo", "commit": "commit", "spec_hash": "spec_hash", "id": "build"}
+    return {field: provenance[f"{PROVENANCE_PREFIX}{label}"] for label, field in names.items()
+            if f"{PROVENANCE_PREFIX}{label}" in provenance}
 
 
 # Keys of a staging request that name or size it, or name its build: not staging fields.

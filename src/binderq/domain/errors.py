@@ -121,6 +121,13 @@ class LaunchFailed(BinderqError):
 
 
 @dataclass
+class ImageMissing(LaunchFailed):
+    """The engine has no image by this reference (a staged image id that was removed)."""
+
+    image: str = ""
+
+
+@dataclass
 class BuildFailed(BinderqError):
     """An image could not be built; the message is for the person who asked."""
 

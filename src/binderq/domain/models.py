@@ -103,6 +103,12 @@ class Staging:
     max_age: int = 21600
     public: bool = False
     description: str = ""
+    # What the server's url points at (domain/applications.py): notebook, kernel-gateway, web.
+    kind: str = "notebook"
+    # How to tell a server is ready: {"http": path} or {"tcp": true}; None: the kind's own.
+    probe: dict[str, Any] | None = None
+    # A web app that checks no token is reachable by anyone with its url: said on purpose.
+    public_url_is_secret: bool = False
     # How many servers of this staging may exist at once (pooled ones too); None: no limit.
     max_servers: int | None = None
     source: Source = field(default_factory=Source)
@@ -110,7 +116,11 @@ class Staging:
     error: str | None = None
     # Changes on every PUT that changes the template; servers remember theirs.
     version: int = 1
+    # What every server of this version runs: the image's id when it was staged, whatever
+    # its tag names since; the sidecars' ids by service name; the image's provenance labels.
     image_id: str | None = None
+    service_image_ids: dict[str, str] = field(default_factory=dict)
+    provenance: dict[str, str] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
 
@@ -123,7 +133,8 @@ class Staging:
         }
 
 
-_STAGING_BOOKKEEPING = {"status", "error", "version", "image_id", "created_at", "updated_at"}
+_STAGING_BOOKKEEPING = {"status", "error", "version", "image_id", "service_image_ids",
+                        "provenance", "created_at", "updated_at"}
 
 
 @dataclass
@@ -151,6 +162,9 @@ class Server:
     client: str = ""
     # Runs of the launch task so far; a launch that keeps dying is given up (MAX_LAUNCH_...).
     launch_attempts: int = 0
+    # Its staging's kind (what url points at), and the image id its containers run.
+    kind: str = "notebook"
+    image_id: str | None = None
 
 
 _NESTED = {

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from binderq.domain.applications import server_command, token_env
+from binderq.domain.errors import LaunchFailed
 from binderq.domain.models import Staging
 
 LABEL_SERVER = "binderq.server"
@@ -14,18 +16,12 @@ LABEL_STAGING_VERSION = "binderq.staging_version"
 LABEL_ROLE = "binderq.role"
 LABEL_POOLED = "binderq.pooled"
 LABEL_INSTANCE = "binderq.instance"
+LABEL_KIND = "binderq.kind"
 
 SERVER_PATH_PREFIX = "/user/"
 
 ROLE_NOTEBOOK = "notebook"
 ROLE_SERVICE = "service"
-
-# The notebook command used when a staging names none (Notebook 6 and Jupyter Server alike
-# accept these NotebookApp options).
-DEFAULT_COMMAND = (
-    "python3", "-m", "notebook", "--ip=0.0.0.0", "--port={port}", "--no-browser",
-    "--NotebookApp.base_url={base_url}", "--NotebookApp.token={token}",
-)
 
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
 _MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -139,6 +135,7 @@ def server_spec(
         LABEL_STAGING: staging.name,
         LABEL_STAGING_VERSION: str(staging.version),
         LABEL_POOLED: "true" if pooled else "false",
+        LABEL_KIND: staging.kind,
     }
     notebook_limits, service_limits = split_limits(staging)
     return ServerSpec(
@@ -146,8 +143,8 @@ def server_spec(
         network=container_name(instance, server_id),
         notebook=_notebook_spec(staging, server_id, token, base_url, instance, labels,
                                 {**notebook_limits, "uid": uid}, allow_origin),
-        services=tuple(_service_spec(svc, server_id, instance, labels,
-                                     {**service_limits, "uid": uid})
+        services=tuple(_service_spec(svc, pinned_service_image(staging, svc.name), server_id,
+                                     instance, labels, {**service_limits, "uid": uid})
                        for svc in staging.services),
         base_url=base_url,
     )
@@ -175,14 +172,30 @@ def split_limits(staging: Staging) -> tuple[dict[str, int], dict[str, int]]:
     return notebook, each
 
 
+def pinned_image(staging: Staging) -> str:
+    """The image id a server of staging runs: the one recorded when it was staged, never
+    what its tag names now (LaunchFailed if it has none: it was never staged)."""
+    if not staging.image_id:
+        raise LaunchFailed(f"staging {staging.name!r} has no staged image id; PUT it again "
+                           "to stage it")
+    return staging.image_id
+
+
+def pinned_service_image(staging: Staging, service: str) -> str:
+    """The image id recorded for a sidecar when its staging was staged."""
+    image_id = staging.service_image_ids.get(service)
+    if not image_id:
+        raise LaunchFailed(f"staging {staging.name!r} has no staged image id for its service "
+                           f"{service!r}; PUT it again to stage it")
+    return image_id
+
+
 def _notebook_spec(staging, server_id, token, base_url, instance, labels, limits, allow_origin):
-    command = list(staging.command) if staging.command else list(DEFAULT_COMMAND)
-    if allow_origin and not staging.command:
-        command.append(f"--NotebookApp.allow_origin={allow_origin}")
+    command = server_command(staging.kind, staging.command, allow_origin=allow_origin)
     env = {
         **staging.env,
-        # Read by Jupyter Server and by many start scripts; the token never reaches Redis.
-        "JUPYTER_TOKEN": token,
+        # The token never reaches Redis: it is derived again where it is needed.
+        **token_env(staging.kind, token),
         "JUPYTERHUB_SERVICE_PREFIX": base_url,
         "BINDERQ_SERVER_ID": server_id,
     }
@@ -192,8 +205,9 @@ def _notebook_spec(staging, server_id, token, base_url, instance, labels, limits
     }
     return ContainerSpec(
         name=container_name(instance, server_id),
-        image=staging.image or "",
-        command=render_command(command, base_url=base_url, port=staging.port, token=token),
+        image=pinned_image(staging),
+        command=render_command(command, base_url=base_url, port=staging.port, token=token)
+        if command else None,
         env=env,
         labels={**labels, LABEL_ROLE: ROLE_NOTEBOOK},
         port=staging.port,
@@ -202,10 +216,10 @@ def _notebook_spec(staging, server_id, token, base_url, instance, labels, limits
     )
 
 
-def _service_spec(service, server_id, instance, labels, limits) -> ContainerSpec:
+def _service_spec(service, image, server_id, instance, labels, limits) -> ContainerSpec:
     return ContainerSpec(
         name=container_name(instance, server_id, service.name),
-        image=service.image,
+        image=image,
         command=list(service.command) if service.command else None,
         env=dict(service.env),
         labels={**labels, LABEL_ROLE: ROLE_SERVICE},

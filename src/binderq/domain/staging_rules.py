@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from binderq.domain.applications import KINDS
 from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.models import Staging
 
@@ -19,6 +20,8 @@ SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
+# A readiness probe's path under the server's base_url: relative, no "..".
+PROBE_PATH = re.compile(r"^(?!/)(?!.*\.\.)[A-Za-z0-9._~!$&'()*+,;=:@/?%-]{0,512}$")
 MAX_SERVICES = 5
 MAX_DATA = 10
 MAX_ENV = 100
@@ -50,6 +53,7 @@ def staging_problems(staging: Staging) -> list[FieldError]:
     if not is_image(staging.image):
         problems.append(FieldError("image", "invalid", IMAGE_HELP))
     problems += _env_problems("env", staging.env)
+    problems += _application_problems(staging)
     problems += _service_problems(staging.services)
     if not isinstance(staging.data, list) or len(staging.data) > MAX_DATA:
         problems.append(FieldError("data", "invalid", f"at most {MAX_DATA} volumes"))
@@ -101,3 +105,17 @@ def _env_problems(field: str, env: Any) -> list[FieldError]:
     bad = [name for name, value in env.items() if not isinstance(name, str)
            or not ENV_NAME.match(name) or not isinstance(value, str)]
     return [FieldError(field, "invalid", f"bad variable {name!r}") for name in bad]
+
+
+def _application_problems(staging: Staging) -> list[FieldError]:
+    problems = []
+    if staging.kind not in KINDS:
+        problems.append(FieldError("kind", "invalid", f"one of {', '.join(KINDS)}"))
+    probe = staging.probe or {}
+    http = probe.get("http") if isinstance(probe, dict) else None
+    if not isinstance(probe, dict) or (http is not None and not (
+            isinstance(http, str) and PROBE_PATH.match(http))):
+        problems.append(FieldError("probe", "invalid",
+                                   'a path under base_url ({"http": "index.html"}) or '
+                                   '{"tcp": true}'))
+    return problems

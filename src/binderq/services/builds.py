@@ -214,7 +214,8 @@ def run_build(build_id: str, *, store: RedisStore, git: Repositories, builder: B
             check_build_rules(build, spec, store=store, settings=settings)
             image = image_name(build.repo, build.commit, spec)
             step = "building"
-            labels = provenance_labels(build, instance=settings.instance)
+            labels = provenance_labels(build, instance=settings.instance,
+                                       spec_hash=spec.spec_hash)
             dockerfile = with_labels(spec.dockerfile, labels)
             made_of = ", ".join(spec.files) or "the base image"
             if store.builds.move(build.id, BuildStatus.BUILDING,

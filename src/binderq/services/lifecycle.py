@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from binderq.adapters.redis_store import RedisStore
+from binderq.domain.applications import KIND_NOTEBOOK, reports_jupyter_activity
 from binderq.domain.builds import lost_builds
 from binderq.domain.errors import BinderqError, DependencyDown
 from binderq.domain.lifecycle import (
@@ -28,6 +29,7 @@ from binderq.domain.lifecycle import (
 )
 from binderq.domain.models import Server, ServerStatus, parse_time, utcnow
 from binderq.domain.spec import (
+    LABEL_KIND,
     LABEL_POOLED,
     LABEL_STAGING,
     LABEL_STAGING_VERSION,
@@ -65,7 +67,8 @@ def cull_idle_servers(*, store: RedisStore, proxy: Proxy, queue: TaskQueue,
                       activity_of: Callable[[Server], datetime | None]) -> list[Cull]:
     """Stop in-use servers idle past their staging's cull_timeout, or older than max_age.
 
-    Activity comes from the record, the notebook (activity_of) and the proxy's route.
+    Activity comes from the record, the notebook (activity_of; notebooks only) and the
+    proxy's route.
     Every in-use server's last_activity and cull_at are brought up to date, so a front end
     can warn its user. One run at a time (a Redis lock); a server is stopped only from
     `ready`, in one atomic step, so it is never culled twice or while starting or stopping.
@@ -91,8 +94,12 @@ def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy: Proxy,
                       limits: dict[str, CullLimits]) -> list[Server]:
     routes = {server_of_route(path): route
               for path, route in (_routes_or_none(proxy) or {}).items()}
+    def jupyter_activity(server: Server) -> datetime | None:
+        # Apps without Jupyter's status endpoint: the proxy's route alone says.
+        return activity_of(server) if reports_jupyter_activity(server.kind) else None
+
     with ThreadPoolExecutor(max_workers=ACTIVITY_PROBES) as pool:
-        notebook_activity = list(pool.map(activity_of, servers))
+        notebook_activity = list(pool.map(jupyter_activity, servers))
     refreshed = []
     for server, seen in zip(servers, notebook_activity, strict=True):
         route = routes.get(server.id) or {}
@@ -185,6 +192,7 @@ def _adopt(server_id: str, *, store: RedisStore, runtime: Runtime, proxy: Proxy,
     pooled = labels.get(LABEL_POOLED) == "true"
     server = Server(id=server_id, staging=labels.get(LABEL_STAGING, ""),
                     staging_version=int(labels.get(LABEL_STAGING_VERSION, "0")),
+                    kind=labels.get(LABEL_KIND, KIND_NOTEBOOK),
                     status=ServerStatus.READY, pooled=pooled,
                     claimed_at=now if pooled else None, ready_at=now, last_activity=now,
                     status_changed_at=now, url=server_url(settings, server_id), target=target)

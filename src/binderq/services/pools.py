@@ -217,7 +217,7 @@ def _act(plan: PoolPlan, staging: Staging | None, servers: list[Server], *, stor
 def _start_pooled_server(staging: Staging, *, store: RedisStore, queue: TaskQueue,
                          settings: Settings) -> bool:
     server = Server(id=new_server_id(), staging=staging.name, staging_version=staging.version,
-                    pooled=True, task_id=new_task_id())
+                    pooled=True, task_id=new_task_id(), kind=staging.kind)
     try:
         store.servers.reserve(server, settings.max_servers,
                               staging_limit=staging.max_servers or 0)

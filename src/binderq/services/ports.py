@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # for annotations only
     from pathlib import Path
 
+    from binderq.domain.applications import Probe
     from binderq.domain.builds import BuildLimits
     from binderq.domain.spec import ServerSpec
 
@@ -26,8 +27,10 @@ class Proxy(Protocol):
 
 
 class ReadinessProbe(Protocol):
+    """Wait until the server at base answers check (domain/applications.Probe)."""
+
     def __call__(self, base: str, token: str, *, timeout: float,
-                 still_running: Callable[[], str | None]) -> dict[str, Any]: ...
+                 still_running: Callable[[], str | None], check: Probe) -> dict[str, Any]: ...
 
 
 class Image(Protocol):

@@ -7,7 +7,8 @@ import logging
 from dataclasses import dataclass
 
 from binderq.adapters.redis_store import RedisStore
-from binderq.domain.errors import BinderqError, Conflict, LaunchFailed, NotFound
+from binderq.domain.applications import readiness_probe
+from binderq.domain.errors import BinderqError, Conflict, ImageMissing, LaunchFailed, NotFound
 from binderq.domain.lifecycle import cull_deadline, cull_limits
 from binderq.domain.models import (
     ACTIVE_SERVER_STATUSES,
@@ -61,7 +62,7 @@ def request_cold_launch(staging: Staging, *, store: RedisStore, queue: TaskQueue
         raise Conflict("Staging", f"staging {staging_name!r} failed: {staging.error}; "
                                   "fix it and PUT it again")
     server = Server(id=new_server_id(), staging=staging.name, staging_version=staging.version,
-                    task_id=new_task_id(), client=share.client)
+                    task_id=new_task_id(), client=share.client, kind=staging.kind)
     store.servers.reserve(server, settings.max_servers, staging_limit=staging.max_servers or 0,
                           client_limit=share.max_servers)
     try:
@@ -119,8 +120,16 @@ def launch_server(server_id: str, *, store: RedisStore, runtime: Runtime, proxy:
         proxy.add_route(spec.base_url, target, server=server_id)
     except Exception as error:  # every failure ends the same way: clean up, say why
         return _fail_launch(server_id, error, store=store, runtime=runtime, proxy=proxy)
-    return _mark_ready(server, target, store=store, runtime=runtime, proxy=proxy,
-                       settings=settings)
+    return _mark_ready(server, target, spec.notebook.image, store=store, runtime=runtime,
+                       proxy=proxy, settings=settings)
+
+
+def _staged_from(staging: Staging, image_id: str) -> str:
+    """The tag an image id was staged from: the staging's image, or one service's."""
+    for service in staging.services:
+        if staging.service_image_ids.get(service.name) == image_id:
+            return f"{service.image}, service {service.name}"
+    return str(staging.image)
 
 
 def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
@@ -130,7 +139,14 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
     spec = server_spec(staging, server.id, token, instance=settings.instance,
                        pooled=server.pooled, allow_origin=settings.cors_allow_origin,
                        uid=settings.server_uid)
-    runtime.start_server(spec)
+    try:
+        runtime.start_server(spec)
+    except ImageMissing as missing:
+        # Never the tag instead: it may name other software now.
+        raise LaunchFailed(f"staging {staging.name!r} runs image {missing.image} (staged from "
+                           f"{_staged_from(staging, missing.image)}), which is no longer on "
+                           "the Docker engine; PUT the staging again to stage what its image "
+                           "names now") from missing
     host, port = runtime.published_address(spec.notebook.name, staging.port)
     target = f"http://{host}:{port}"
 
@@ -142,7 +158,7 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
 
     try:
         probe(f"{target}{spec.base_url}", token, timeout=settings.launch_timeout,
-              still_running=why_stopped)
+              still_running=why_stopped, check=readiness_probe(staging.kind, staging.probe))
     except BinderqError as error:
         logs = runtime.logs_tail(spec.notebook.name).strip()
         tail = f"; its last log lines:\n{logs}" if logs else ""
@@ -168,8 +184,8 @@ def checked_staging(name: str, *, store: RedisStore) -> Staging:
     return staging
 
 
-def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: Runtime,
-                proxy: Proxy, settings: Settings) -> Server | None:
+def _mark_ready(server: Server, target: str, image_id: str, *, store: RedisStore,
+                runtime: Runtime, proxy: Proxy, settings: Settings) -> Server | None:
     """starting -> ready. A pooled server joins its pool; a cold one's idle clock starts."""
     server_id = server.id
     now = utcnow()
@@ -179,7 +195,7 @@ def _mark_ready(server: Server, target: str, *, store: RedisStore, runtime: Runt
         idle_clock = {"last_activity": now,
                       "cull_at": cull_deadline(handed_out=now, last_activity=now, limits=limits)}
     ready = store.servers.mark_ready(server, url=server_url(settings, server_id), target=target,
-                                     ready_at=now, **idle_clock)
+                                     ready_at=now, image_id=image_id, **idle_clock)
     if ready is not None:
         return ready
     current = store.servers.get(server_id)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from binderq.adapters.redis_store import RedisStore
-from binderq.domain.builds import BuildStatus, staging_from_build
+from binderq.domain.builds import BuildStatus, provenance_of, staging_from_build
 from binderq.domain.errors import Conflict, DependencyDown, FieldError, InvalidInput, NotFound
 from binderq.domain.models import (
     DataVolume,
@@ -60,14 +60,18 @@ def put_staging(name: str, fields: dict[str, Any], *, store: RedisStore,
                 queue: TaskQueue) -> StagingChange:
     """Create or replace a staging; a worker then checks its image on the engine.
 
-    A PUT that changes nothing answers the stored staging and stages nothing again.
+    A PUT that changes nothing answers the stored staging; its stage task then looks
+    whether the staging's tags moved (restage_if_moved).
     """
     wanted = staging_from_fields(name, fields)
     check_staging(wanted)  # the API's schema said so already; the build and door paths too
     existing = store.stagings.get(name)
     if existing and existing.template() == wanted.template() \
             and existing.status != StagingStatus.FAILED:
-        return StagingChange(existing, "unchanged")
+        # Still a re-stage of what the tags name now: a new version if one of them moved.
+        task_id = queue.enqueue(STAGE.name, name, existing.version) \
+            if existing.status == StagingStatus.READY else None
+        return StagingChange(existing, "unchanged", task_id)
     wanted.version = store.stagings.next_version(name)
     wanted.status = StagingStatus.STAGING
     if existing:
@@ -90,7 +94,9 @@ def get_staging(name: str, *, store: RedisStore) -> Staging:
 
 def stage(name: str, version: int, *, store: RedisStore, runtime: Runtime,
           queue: TaskQueue | None = None) -> Staging | None:
-    """Worker side: check that the staging's images are on the engine, then mark it."""
+    """Worker side: find the staging's images on the engine and pin their ids, then mark it
+    ready (or failed, saying which image is missing). For a staging that is ready already
+    (a PUT that changed nothing), see whether its tags moved: restage_if_moved."""
     staging = store.stagings.get(name)
     if staging is None or staging.version != version:
         return None  # deleted or replaced since; the newer PUT has its own task
@@ -99,29 +105,63 @@ def stage(name: str, version: int, *, store: RedisStore, runtime: Runtime,
         store.stagings.finish(name, version, status=str(StagingStatus.FAILED),
                               error=refusal(problems), updated_at=_now())
         return store.stagings.get(name)
+    if staging.status == StagingStatus.READY:
+        return restage_if_moved(staging, store=store, runtime=runtime, queue=queue)
     try:
-        missing = _missing_images(staging, runtime)
+        images = _staged_images(staging, runtime)
     except DependencyDown as error:
         store.stagings.finish(name, version, status=str(StagingStatus.FAILED), error=str(error),
                               updated_at=_now())
         raise
+    missing = [reference for reference, image in images.items() if image is None]
     if missing:
         error = (f"image {missing[0]!r} is not on the Docker engine; build it or load it "
                  "(docker build / docker load) and PUT the staging again")
         store.stagings.finish(name, version, status=str(StagingStatus.FAILED), error=error,
                               updated_at=_now())
-    else:
-        image = runtime.image(staging.image or "")
-        store.stagings.finish(name, version, status=str(StagingStatus.READY), error=None,
-                              image_id=image.id if image else None, updated_at=_now())
-        if queue is not None and store.pools.counters(name) is not None:
-            queue.enqueue(REPLENISH.name, name)  # fill the pool with this version
+        return store.stagings.get(name)
+    # Pinned: every server of this version runs these ids, wherever the tags move later.
+    store.stagings.finish(name, version, status=str(StagingStatus.READY), error=None,
+                          updated_at=_now(), **_pins(staging, images))
+    if queue is not None and store.pools.counters(name) is not None:
+        queue.enqueue(REPLENISH.name, name)  # fill the pool with this version
     return store.stagings.get(name)
 
 
-def _missing_images(staging: Staging, runtime: Runtime) -> list[str]:
-    images = [staging.image or "", *(svc.image for svc in staging.services)]
-    return [image for image in images if runtime.image(image) is None]
+def restage_if_moved(staging: Staging, *, store: RedisStore, runtime: Runtime,
+                     queue: TaskQueue | None = None) -> Staging | None:
+    """A ready staging whose tags name other images now becomes a new version that runs
+    those (and its pool rolls over); one whose tags did not move, or are gone, stays as
+    it is: it keeps running the ids it pinned."""
+    images = _staged_images(staging, runtime)
+    if any(image is None for image in images.values()):
+        return staging
+    pins = _pins(staging, images)
+    if (pins["image_id"], pins["service_image_ids"]) == (staging.image_id,
+                                                         staging.service_image_ids):
+        return staging
+    moved = replace(staging, version=store.stagings.next_version(staging.name),
+                    updated_at=utcnow(), **pins)
+    if store.stagings.save(moved) and queue is not None \
+            and store.pools.counters(staging.name) is not None:
+        queue.enqueue(REPLENISH.name, staging.name)  # retire the old version's servers
+    return store.stagings.get(staging.name)
+
+
+def _pins(staging: Staging, images: dict[str, Any]) -> dict[str, Any]:
+    """What a staging records of its images: the ids its servers run, and the provenance
+    labels of its own."""
+    main = images[staging.image or ""]
+    return {"image_id": main.id,
+            "service_image_ids": {svc.name: images[svc.image].id for svc in staging.services},
+            "provenance": provenance_of(main.labels)}
+
+
+def _staged_images(staging: Staging, runtime: Runtime) -> dict[str, Any]:
+    """Each image the staging names (its own and its sidecars'), as the engine has it now
+    (None: not there); each asked for once, so one staging pins one id per tag."""
+    references = [staging.image or "", *(svc.image for svc in staging.services)]
+    return {reference: runtime.image(reference) for reference in dict.fromkeys(references)}
 
 
 def _now() -> str:

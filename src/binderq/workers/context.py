@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from binderq.adapters.chp_proxy import ChpProxy
 from binderq.adapters.docker_builder import DockerBuilder
 from binderq.adapters.docker_runtime import DockerRuntime
-from binderq.adapters.notebook_probe import wait_for_notebook
+from binderq.adapters.readiness import wait_until_ready
 from binderq.adapters.redis_store import RedisStore
 from binderq.adapters.task_queue import CeleryTaskQueue
 from binderq.bootstrap import build_builder, build_proxy, build_runtime, build_store
@@ -27,7 +27,7 @@ class WorkerContext:
 
     @property
     def probe(self):
-        return wait_for_notebook
+        return wait_until_ready
 
 
 @functools.cache

@@ -1,0 +1,109 @@
+"""A staging launches the bytes it was staged with: on the real engine, a tag moved after
+staging changes neither cold nor pooled launches, and an image id that vanished fails the
+launch with a reason, never falling back to the tag."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import secrets
+
+import docker.errors
+import pytest
+
+from tests.integration.conftest import NOTEBOOK_IMAGE, fill_pool, stage, wait_for
+
+
+@pytest.fixture
+def images(clean_runtime, notebook_image, instance):
+    """Makes images that differ from the notebook image by a label only (so each has its own
+    id and still runs a notebook); removes them, and every tag it gave, at the end. Ask
+    for it before `http`, whose end stops the servers that use them."""
+    client = clean_runtime.client
+    made: list[str] = []
+    tags: list[str] = []
+
+    def build(tag: str) -> str:
+        dockerfile = f"FROM {notebook_image}\nLABEL binderq.test.variant={secrets.token_hex(4)}\n"
+        image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag,
+                                       network_mode="none", rm=True)
+        made.append(image.id)
+        tags.append(tag)
+        return image.id
+
+    def tag(image: str, reference: str) -> None:
+        repository, version = reference.rsplit(":", 1)
+        client.images.get(image).tag(repository, version)
+        tags.append(reference)
+
+    yield build, tag
+    for reference in [*tags, *made]:
+        with contextlib.suppress(docker.errors.APIError):  # gone already
+            client.images.remove(reference, force=True)
+
+
+def _launch(session, base, name):
+    launched = session.post(f"{base}/api/stagings/{name}/servers").json()
+
+    def settled():
+        server = session.get(f"{base}/api/servers/{launched['id']}").json()
+        return server if server["status"] in ("ready", "failed") else None
+
+    return wait_for(settled, timeout=90, what=f"server {launched['id']} settles")
+
+
+def _running_image(runtime, server_id, instance):
+    return runtime.client.containers.get(f"{instance}-{server_id}").attrs["Image"]
+
+
+def test_a_moved_tag_changes_neither_cold_nor_pooled_launches(images, http, clean_runtime,
+                                                             instance):
+    base, session = http
+    build, tag = images
+    reference = f"{instance}-pinned:v1"
+    staged_id = build(reference)
+    stage(base, session, "pinned", image=reference)
+    assert session.get(f"{base}/api/stagings/pinned").json()["image_id"] == staged_id
+
+    fill_pool(base, session, "pinned", 1)
+    other_id = build(reference)  # a rebuild under the same name moves the tag
+    assert other_id != staged_id
+
+    pooled = session.post(f"{base}/api/stagings/pinned/servers")
+    assert pooled.status_code == 201, pooled.json()
+    cold = _launch(session, base, "pinned")
+    assert cold["status"] == "ready", cold
+    # Both launched after the tag moved; a replenish started after it too.
+    refill = fill_pool(base, session, "pinned", 1)
+    assert refill["ready"] == 1
+    for server in (pooled.json(), cold, *[s for s in session.get(
+            f"{base}/api/servers?staging=pinned&status=ready").json()]):
+        assert server["image_id"] == staged_id, server
+        assert _running_image(clean_runtime, server["id"], instance) == staged_id
+
+    # A PUT of the same fields picks the moved tag up, as a new version.
+    version = session.get(f"{base}/api/stagings/pinned").json()["version"]
+    session.put(f"{base}/api/stagings/pinned", json={
+        "image": reference, "resources": {"memory": "192m", "cpus": 1.0, "pids": 128}})
+    restaged = wait_for(lambda: (lambda s: s if s["version"] > version else None)(
+        session.get(f"{base}/api/stagings/pinned").json()), timeout=30, what="a new version")
+    assert (restaged["image_id"], restaged["status"]) == (other_id, "ready")
+    fresh = _launch(session, base, "pinned")
+    assert _running_image(clean_runtime, fresh["id"], instance) == other_id
+
+
+def test_a_vanished_image_id_fails_launches_and_says_so(images, http, clean_runtime,
+                                                        instance):
+    base, session = http
+    build, tag = images
+    reference = f"{instance}-vanish:v1"
+    staged_id = build(reference)
+    stage(base, session, "vanish", image=reference)
+    tag(NOTEBOOK_IMAGE, reference)  # the tag moves away...
+    clean_runtime.client.images.remove(staged_id)  # ...and the staged image is deleted
+    server = _launch(session, base, "vanish")
+    assert server["status"] == "failed", server
+    assert f"staging 'vanish' runs image {staged_id}" in server["error"]
+    assert "no longer on the Docker engine" in server["error"]
+    assert "PUT the staging again" in server["error"]
+    assert clean_runtime.server_containers() == []
