@@ -172,7 +172,10 @@ def test_postbuild_and_start_run_in_a_generated_image_that_is_then_staged(api, t
     staging = wait_for(lambda: _ready(api, "from-build"), timeout=60,
                        what="the built image is staged")
     assert staging["image"] == build["image"] and staging["public"] is True
-    assert staging["source"] == {"repo": url, "commit": build["commit"]}
+    source = staging["source"]  # the build's provenance labels, read back from the image
+    assert (source["repo"], source["commit"], source["build"]) == (url, build["commit"],
+                                                                   build["id"])
+    assert source["spec_hash"] and source["labels"]["binderq.build.commit"] == build["commit"]
     pool = wait_for(lambda: _pool_with_one_ready(api, "from-build"), timeout=90,
                     what="the pool of the built image has its server")
     assert pool["size"] == 1

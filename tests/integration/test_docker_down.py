@@ -17,7 +17,13 @@ from binderq.adapters.redis_store import RedisStore
 from binderq.bootstrap import create_wsgi_app
 from binderq.domain.models import Staging, StagingStatus
 from binderq.processes import stop_process
-from tests.integration.conftest import OPERATOR, forget_binderq_keys, settings_env, wait_for
+from tests.integration.conftest import (
+    OPERATOR,
+    forget_binderq_keys,
+    pinned,
+    settings_env,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +50,8 @@ def blind_api(blind_settings, blind_worker, proxy):
     forget_binderq_keys(client)
     store = RedisStore(client)
     # Staged while the engine was up: the staging is ready, the engine has since gone.
-    store.stagings.save(Staging(name="demo", image="binderq/notebook:bookworm",
-                                status=StagingStatus.READY, version=1))
+    store.stagings.save(pinned(Staging(name="demo", image="binderq/notebook:bookworm",
+                                       status=StagingStatus.READY, version=1)))
     yield create_wsgi_app(blind_settings).test_client()
     forget_binderq_keys(client)
 

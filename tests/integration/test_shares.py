@@ -26,7 +26,7 @@ from binderq.domain.errors import QuotaExceeded
 from binderq.domain.models import Server, ServerStatus, Staging, StagingStatus
 from binderq.domain.tokens import hash_token
 from binderq.processes import free_port, start_proxy, stop_process, wait_until
-from tests.integration.conftest import NOTEBOOK_IMAGE, OPERATOR, make_repo
+from tests.integration.conftest import NOTEBOOK_IMAGE, OPERATOR, make_repo, pinned
 
 pytestmark = pytest.mark.integration
 
@@ -92,9 +92,9 @@ def _answers(url: str) -> bool:
 
 
 def _ready_staging(store, name: str = "shares", **fields) -> str:
-    store.stagings.save(Staging(name=name, image=NOTEBOOK_IMAGE, public=True,
-                                status=StagingStatus.READY,
-                                version=store.stagings.next_version(name), **fields))
+    store.stagings.save(pinned(Staging(name=name, image=NOTEBOOK_IMAGE, public=True,
+                                       status=StagingStatus.READY,
+                                       version=store.stagings.next_version(name), **fields)))
     return name
 
 
