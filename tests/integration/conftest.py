@@ -21,6 +21,7 @@ import redis
 import requests
 import websocket
 
+from binderq.adapters.build_cgroup import sweep_build_cgroups
 from binderq.adapters.chp_proxy import ChpProxy
 from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
@@ -78,6 +79,14 @@ def firewall(instance) -> str:
     subprocess.run([*script, "install", instance], check=True, capture_output=True)
     yield f"BINDERQ-{instance}"[:28]
     subprocess.run([*script, "remove", instance], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def build_cgroups_swept():
+    """The session's builds leave no pids cgroup: one a killed worker could not release
+    (tests kill builds workers) is swept at the end, as a later build would sweep it."""
+    yield
+    sweep_build_cgroups(older_than=0)
 
 
 @pytest.fixture(scope="session")

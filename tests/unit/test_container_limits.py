@@ -4,6 +4,8 @@ the writable layer's cap (asked for only where the engine supports it)."""
 
 from __future__ import annotations
 
+import os
+import time
 from unittest.mock import MagicMock
 
 import docker.errors
@@ -32,6 +34,24 @@ def test_a_build_runs_under_its_own_pids_cgroup_which_goes_after(tmp_path, monke
         assert (made / "pids.max").read_text() == "77"
         (made / "pids.max").unlink()  # a real cgroup's files vanish with it
     assert not made.exists()
+
+
+def test_a_build_sweeps_build_cgroups_older_than_a_build_lives_and_only_those(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(build_cgroup, "CGROUP_ROOT", tmp_path)
+    (tmp_path / "pids").mkdir()
+    stale, recent = tmp_path / "pids/binderq-build-dead", tmp_path / "pids/binderq-build-live"
+    other = tmp_path / "pids/docker"
+    for path in (stale, recent, other):
+        path.mkdir()
+    long_ago = time.time() - 1000
+    os.utime(stale, (long_ago, long_ago))
+    os.utime(other, (long_ago, long_ago))
+    engine = _engine(CgroupDriver="cgroupfs", CgroupVersion="1")
+    with BuildPids(77).parent(engine, lifetime=600) as parent:
+        (tmp_path / "pids" / parent.lstrip("/") / "pids.max").unlink()
+    assert not stale.exists()
+    assert recent.exists() and other.exists()  # a build still running; not binderq's
 
 
 @pytest.mark.parametrize("info, host", [

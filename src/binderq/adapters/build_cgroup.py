@@ -18,8 +18,13 @@ log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
-# Seconds to wait for the engine to remove a build's last step cgroup before giving up.
+# Seconds to wait for the engine to remove a build's last step cgroup before giving up (a
+# later build's sweep takes what is left).
 RELEASE_WAIT = 5.0
+PREFIX = "binderq-build-"
+# A build cgroup older than a build may live, plus this, belongs to no build any more.
+DEFAULT_LIFETIME = 3600.0
+SWEEP_MARGIN = 300.0
 
 
 class BuildPids:
@@ -33,13 +38,17 @@ class BuildPids:
         self._learnt = limit <= 0
 
     @contextlib.contextmanager
-    def parent(self, client: docker.DockerClient) -> Iterator[str | None]:
-        """The cgroup_parent a build's steps run under (None: no limit here), removed after."""
+    def parent(self, client: docker.DockerClient, *,
+               lifetime: float = DEFAULT_LIFETIME) -> Iterator[str | None]:
+        """The cgroup_parent a build's steps run under (None: no limit here), removed after.
+        lifetime: the longest a build may take; older build cgroups left by builds whose
+        worker died (or whose last step the engine removed slowly) are swept first."""
         hierarchy = self._pids_hierarchy(client)
         if hierarchy is None:
             yield None
             return
-        name = f"binderq-build-{secrets.token_hex(6)}"
+        sweep_build_cgroups(older_than=lifetime + SWEEP_MARGIN)
+        name = f"{PREFIX}{secrets.token_hex(6)}"
         try:
             (hierarchy / name).mkdir()
             (hierarchy / name / "pids.max").write_text(str(self.limit))
@@ -87,3 +96,18 @@ def _release(name: str) -> None:
                     log.warning("build cgroup %s is left: %s", path, error)
                     break
                 time.sleep(0.1)
+
+
+def sweep_build_cgroups(*, older_than: float) -> int:
+    """Remove the build cgroups last changed more than older_than seconds ago, in every
+    hierarchy; one still in use (a step's container in it) cannot be removed and stays.
+    How many went."""
+    now, removed = time.time(), 0
+    for path in [*CGROUP_ROOT.glob(f"*/{PREFIX}*"), *CGROUP_ROOT.glob(f"{PREFIX}*")]:
+        try:
+            if now - path.stat().st_mtime >= older_than:
+                path.rmdir()
+                removed += 1
+        except OSError:  # in use, or gone meanwhile
+            continue
+    return removed

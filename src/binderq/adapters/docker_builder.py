@@ -64,7 +64,7 @@ class DockerBuilder:
         task's time limit). The image must carry expected_labels. Returns the image id;
         BuildFailed on failure, and no half-image is left."""
         (context / DOCKERFILE).write_text(dockerfile)
-        with self._pids.parent(self.client) as cgroup_parent:
+        with self._pids.parent(self.client, lifetime=limits.timeout) as cgroup_parent:
             return self._build(context, tag, expected_labels, limits, on_line, should_stop,
                                cgroup_parent)
 
