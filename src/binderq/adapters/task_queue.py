@@ -62,6 +62,18 @@ class CeleryTaskQueue:
             raise DependencyDown("workers", f"no worker on {queue!r} answered") from error
         finally:
             result.forget()
+            _release(result)
+
+
+def _release(result: Any) -> None:
+    """Stop listening for result now, while Redis answers. Otherwise AsyncResult.__del__
+    unsubscribes whenever the object is collected (a timed-out canary lives on in a reference
+    cycle of its exception), and if Redis is down by then it retries for 20 s in whichever
+    thread collected it: a health call that must answer in 2 s, say."""
+    try:
+        result.backend.remove_pending_result(result)
+    finally:
+        result.backend = None  # __del__ then has nothing left to cancel
 
 
 def _jsonable(value: Any) -> Any:
