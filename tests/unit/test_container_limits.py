@@ -5,6 +5,7 @@ the writable layer's cap (asked for only where the engine supports it)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from unittest.mock import MagicMock
 
@@ -33,7 +34,15 @@ def test_a_build_runs_under_its_own_pids_cgroup_which_goes_after(tmp_path, monke
         assert parent.startswith("/binderq-build-")
         assert (made / "pids.max").read_text() == "77"
         (made / "pids.max").unlink()  # a real cgroup's files vanish with it
+    _join_releases()
     assert not made.exists()
+
+
+def _join_releases() -> None:
+    """Wait for the cgroup releases a build started in the background."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("release-"):
+            thread.join(timeout=5)
 
 
 def test_a_build_sweeps_build_cgroups_older_than_a_build_lives_and_only_those(

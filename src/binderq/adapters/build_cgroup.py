@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,7 +61,10 @@ class BuildPids:
         try:
             yield f"/{name}"
         finally:
-            _release(name)
+            # Off the build's path: the engine removes the last step's cgroup a moment
+            # after the build has answered, and the build need not wait for that.
+            threading.Thread(target=_release, args=(name,), daemon=True,
+                             name=f"release-{name}").start()
 
     def _pids_hierarchy(self, client: docker.DockerClient) -> Path | None:
         if not self._learnt:
