@@ -269,6 +269,19 @@ def stage_in_app(api, name, *, timeout: float = 60, **fields):
     return wait_for(settled, timeout=timeout, what=f"staging {name} settles")
 
 
+def launch_settled(base, session, name, timeout=120):
+    """POST a launch of staging name and wait until the server is no longer pending or
+    starting; the server, with the launch answer's token and kind (`launch_kind`)."""
+    launched = session.post(f"{base}/api/stagings/{name}/servers").json()
+
+    def settled():
+        server = session.get(f"{base}/api/servers/{launched['id']}").json()
+        return server if server["status"] not in ("pending", "starting") else None
+
+    server = wait_for(settled, timeout=timeout, what=f"server {launched['id']} settles")
+    return {**server, "token": launched["token"], "launch_kind": launched["kind"]}
+
+
 def fill_pool(base, session, name, size, timeout=180):
     """Set a pool's size through the API; the pool once it has size servers ready."""
     assert session.put(f"{base}/api/pools/{name}", json={"size": size}).status_code == 200

@@ -17,7 +17,14 @@ import requests
 from binderq.adapters.task_queue import CeleryTaskQueue
 from binderq.bootstrap import build_celery
 from binderq.services.lifecycle import cull_idle_servers
-from tests.integration.conftest import NOTEBOOK_IMAGE, ROOT, run_code, stage, wait_for
+from tests.integration.conftest import (
+    NOTEBOOK_IMAGE,
+    ROOT,
+    launch_settled,
+    run_code,
+    stage,
+    wait_for,
+)
 
 WHEELS = os.environ.get("BINDERQ_KERNEL_GATEWAY_WHEELS",
                         str(ROOT / ".cache/wheels/kernel-gateway"))
@@ -56,17 +63,6 @@ def kernel_gateway_image(runtime, notebook_image, instance, tmp_path_factory):
     yield tag
     with contextlib.suppress(docker.errors.APIError):
         runtime.client.images.remove(tag, force=True)
-
-
-def _launch(base, session, name):
-    launched = session.post(f"{base}/api/stagings/{name}/servers").json()
-
-    def settled():
-        server = session.get(f"{base}/api/servers/{launched['id']}").json()
-        return server if server["status"] not in ("pending", "starting") else None
-
-    server = wait_for(settled, timeout=120, what=f"server {launched['id']} settles")
-    return {**server, "token": launched["token"], "launch_kind": launched["kind"]}
 
 
 def _page(server) -> str:
@@ -122,7 +118,7 @@ def test_an_application_answers_through_the_proxy_and_is_culled_by_route_activit
     shown = session.get(f"{base}/api/stagings/{name}").json()
     assert {key: shown[key] for key in fields} == {**fields}
 
-    server = _launch(base, session, name)
+    server = launch_settled(base, session, name)
     assert server["status"] == "ready", server
     assert server["kind"] == server["launch_kind"] == fields["kind"]
     assert server["url"].startswith(settings.public_url)  # the proxy's address
@@ -140,7 +136,7 @@ def test_a_kernel_gateway_runs_code_through_the_proxy_for_the_holder_of_its_toke
     base, session = http
     stage(base, session, "thebe", image=kernel_gateway_image, kind="kernel-gateway",
           resources=ROOMY)
-    server = _launch(base, session, "thebe")
+    server = launch_settled(base, session, "thebe")
     assert (server["status"], server["kind"]) == ("ready", "kernel-gateway"), server
     url, token = server["url"], server["token"]
     kernels = f"{url}api/kernels"

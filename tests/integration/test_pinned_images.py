@@ -11,7 +11,7 @@ import secrets
 import docker.errors
 import pytest
 
-from tests.integration.conftest import NOTEBOOK_IMAGE, fill_pool, stage, wait_for
+from tests.integration.conftest import NOTEBOOK_IMAGE, fill_pool, launch_settled, stage, wait_for
 
 
 @pytest.fixture
@@ -42,16 +42,6 @@ def images(clean_runtime, notebook_image, instance):
             client.images.remove(reference, force=True)
 
 
-def _launch(session, base, name):
-    launched = session.post(f"{base}/api/stagings/{name}/servers").json()
-
-    def settled():
-        server = session.get(f"{base}/api/servers/{launched['id']}").json()
-        return server if server["status"] in ("ready", "failed") else None
-
-    return wait_for(settled, timeout=90, what=f"server {launched['id']} settles")
-
-
 def _running_image(runtime, server_id, instance):
     return runtime.client.containers.get(f"{instance}-{server_id}").attrs["Image"]
 
@@ -71,7 +61,7 @@ def test_a_moved_tag_changes_neither_cold_nor_pooled_launches(images, http, clea
 
     pooled = session.post(f"{base}/api/stagings/pinned/servers")
     assert pooled.status_code == 201, pooled.json()
-    cold = _launch(session, base, "pinned")
+    cold = launch_settled(base, session, "pinned")
     assert cold["status"] == "ready", cold
     # Both launched after the tag moved; a replenish started after it too.
     refill = fill_pool(base, session, "pinned", 1)
@@ -88,7 +78,7 @@ def test_a_moved_tag_changes_neither_cold_nor_pooled_launches(images, http, clea
     restaged = wait_for(lambda: (lambda s: s if s["version"] > version else None)(
         session.get(f"{base}/api/stagings/pinned").json()), timeout=30, what="a new version")
     assert (restaged["image_id"], restaged["status"]) == (other_id, "ready")
-    fresh = _launch(session, base, "pinned")
+    fresh = launch_settled(base, session, "pinned")
     assert _running_image(clean_runtime, fresh["id"], instance) == other_id
 
 
@@ -101,7 +91,7 @@ def test_a_vanished_image_id_fails_launches_and_says_so(images, http, clean_runt
     stage(base, session, "vanish", image=reference)
     tag(NOTEBOOK_IMAGE, reference)  # the tag moves away...
     clean_runtime.client.images.remove(staged_id)  # ...and the staged image is deleted
-    server = _launch(session, base, "vanish")
+    server = launch_settled(base, session, "vanish")
     assert server["status"] == "failed", server
     assert f"staging 'vanish' runs image {staged_id}" in server["error"]
     assert "no longer on the Docker engine" in server["error"]
