@@ -21,6 +21,7 @@ from binderq.adapters.docker_engine import (
 from binderq.adapters.docker_hardening import DiskLimit, hardened_host_config
 from binderq.domain.errors import BinderqError, DependencyDown, ImageMissing, LaunchFailed
 from binderq.domain.spec import (
+    LABEL_DEPLOYMENT,
     LABEL_INSTANCE,
     LABEL_ROLE,
     LABEL_SERVER,
@@ -162,8 +163,16 @@ class DockerRuntime:
 
     @engine_errors_as(engine_trouble)
     def remove_instance(self) -> None:
-        """Remove every container and network of this instance (tests, `binderq up`'s end)."""
+        """Remove every container and network of this instance, whichever deployment made
+        them (tests). A deployment stopping removes its own: remove_deployment."""
         self._remove_labelled([self._instance_label])
+
+    @engine_errors_as(engine_trouble)
+    def remove_deployment(self, deployment: str) -> None:
+        """Remove the containers and networks of this instance that deployment made
+        (domain/spec.deployment_id), in every epoch; another deployment's under the same
+        instance name stay (`binderq up`'s end)."""
+        self._remove_labelled([self._instance_label, f"{LABEL_DEPLOYMENT}={deployment}"])
 
     @property
     def _instance_label(self) -> str:

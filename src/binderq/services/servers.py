@@ -20,7 +20,7 @@ from binderq.domain.models import (
 )
 from binderq.domain.pools import FAILURE_WINDOW
 from binderq.domain.shares import NO_SHARE, ClientShare
-from binderq.domain.spec import ServerSpec, server_path, server_spec
+from binderq.domain.spec import ServerSpec, deployment_id, server_path, server_spec
 from binderq.domain.staging_rules import refusal, staging_problems
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
 from binderq.services.ports import Proxy, ReadinessProbe, Runtime, TaskQueue
@@ -138,7 +138,8 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
     token = server_token(settings.secret_key, server.id)
     spec = server_spec(staging, server.id, token, instance=settings.instance,
                        pooled=server.pooled, allow_origin=settings.cors_allow_origin,
-                       uid=settings.server_uid)
+                       uid=settings.server_uid, epoch=store.epochs.current()[0],
+                       deployment=deployment_id(settings.secret_key, settings.redis_url))
     try:
         runtime.start_server(spec)
     except ImageMissing as missing:

@@ -52,6 +52,7 @@ class Keys:
     HEALTH_REFRESH = "binderq:health:refresh"
     TASK = "binderq:task:{id}"
     USER_TOKEN = "binderq:user-token:{hash}"
+    EPOCH = "binderq:epoch"
 
 
 # Delete a key only if it still holds this value (a lock's holder, a build key's owner).
