@@ -10,6 +10,7 @@ from binderq.adapters.chp_proxy import ChpProxy
 from binderq.adapters.docker_builder import DockerBuilder
 from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
+from binderq.domain.spec import deployment_id
 from binderq.settings import Settings
 
 # Seconds a Redis command may take before Redis counts as down (blocking reads stay below).
@@ -24,7 +25,8 @@ def build_store(settings: Settings) -> RedisStore:
 
 def build_runtime(settings: Settings) -> DockerRuntime:
     return DockerRuntime(instance=settings.instance, publish_ip=settings.publish_ip,
-                         docker_host=settings.docker_host, disk=settings.server_disk)
+                         docker_host=settings.docker_host, disk=settings.server_disk,
+                         deployment=deployment_id(settings.secret_key, settings.redis_url))
 
 
 def build_builder(settings: Settings) -> DockerBuilder:

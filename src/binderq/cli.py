@@ -309,7 +309,7 @@ url with ?token=<token>:
         except BinderqError as error:
             print(f"binderq: could not stop every server cleanly: {error}", file=sys.stderr)
         try:
-            runtime.remove_instance()  # and containers whose record never reached Redis
+            runtime.remove_deployment()  # and containers whose record never reached Redis
         except BinderqError as error:
             print(f"binderq: could not remove every container: {error}", file=sys.stderr)
 
