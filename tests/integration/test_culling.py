@@ -25,6 +25,7 @@ ANSWERS = {
                               "connections": 0, "kernels": 0}).encode(),
     "trickle": b'{"last_activity": "' + b" " * 100000 + b'"}',
 }
+ANSWERS["stall"] = ANSWERS["trickle"]
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
@@ -33,9 +34,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if mode == "trickle" and body != b"ok":
+        if mode in ("trickle", "stall") and body != b"ok":
             for byte in body:
-                self.wfile.write(bytes([byte])); self.wfile.flush(); time.sleep(1)
+                self.wfile.write(bytes([byte])); self.wfile.flush()
+                time.sleep(1 if mode == "trickle" else 3600)
         else:
             self.wfile.write(body)
     def log_message(self, *args):
@@ -43,6 +45,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
 """
 MODES = ("not-json", "far-future", "trickle")
+PROBE_MODES = (*MODES, "stall")  # stall: one byte, then silence
 CULL_TIMEOUT = 5
 # What one cull run may take here: the slowest probe's deadline (2 s) and read gap, and
 # the worker picking the task up, with room to spare; the old culler hung on the trickle.
@@ -100,7 +103,7 @@ def test_hostile_notebooks_stop_neither_the_culler_nor_the_cull_of_an_idle_one(
         assert record.last_activity <= now and record.cull_at.year < 9999, (mode, record)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", PROBE_MODES)
 def test_the_status_probe_of_a_hostile_notebook_ends_in_time_with_nothing(
         http, store, mode):
     base, session = http

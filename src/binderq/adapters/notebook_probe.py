@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+import urllib3.exceptions
 
 from binderq.domain.models import parse_time
 
@@ -31,8 +32,8 @@ def notebook_status(base: str, token: str, timeout: float = 2.0) -> dict[str, An
             if response.status_code != 200:
                 return None
             body = _read_by(response, deadline)
-    except (requests.RequestException, OSError):
-        return None
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        return None  # reading the raw body raises urllib3's errors, not requests'
     return _json_object(body) if body is not None else None
 
 
