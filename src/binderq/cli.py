@@ -1,8 +1,8 @@
-"""The `binderq` command: `binderq up` runs the whole service on one machine."""
+"""The `binderq` command: `binderq up` runs the whole service on one machine; the API verbs
+(commands.py) speak to a running one."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import shutil
@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 import requests
 
-from binderq import __version__
+from binderq import __version__, commands
 from binderq.domain.errors import BinderqError
 from binderq.processes import (
     MissingProgram,
@@ -46,28 +47,52 @@ FIREWALL_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "firewall.sh"
 DEMO_POOL_SIZE = 2
 
 
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", message="%(version)s")
+def binderq() -> None:
+    """binderq: build, stage, launch and pool notebook servers.
+
+    `binderq up` runs the whole service on this machine; the other verbs speak to a running
+    service's API (--url or BINDERQ_URL, with the token in BINDERQ_TOKEN).
+    """
+
+
+@binderq.command("up")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address the proxy listens on")
+@click.option("--port", type=int, default=8000, show_default=True,
+              help="port the proxy listens on")
+@click.option("--demo", is_flag=True,
+              help=f"stage the notebook image as the public staging {DEMO_STAGING!r}")
+def up_command(host: str, port: int, demo: bool) -> None:
+    """Run the whole service on this machine until Ctrl-C."""
+    sys.exit(up(host, port, demo=demo))
+
+
+@binderq.command("reconcile")
+@click.option("--adopt", is_flag=True, help="rebuild servers from labelled containers Redis "
+                                            "does not know (after Redis was wiped)")
+def reconcile_command(adopt: bool) -> None:
+    """Repair Redis, Docker and the proxy now (BINDERQ_* settings)."""
+    sys.exit(reconcile_now(adopt=adopt))
+
+
+@binderq.command("version")
+def version_command() -> None:
+    """Print the version."""
+    click.echo(__version__)
+
+
+commands.register(binderq)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="binderq", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    up_parser = commands.add_parser("up", help="run the whole service on this machine")
-    up_parser.add_argument("--host", default="127.0.0.1", help="address the proxy listens on")
-    up_parser.add_argument("--port", type=int, default=8000, help="port the proxy listens on")
-    up_parser.add_argument("--demo", action="store_true",
-                           help=f"stage the notebook image as the public staging "
-                                f"{DEMO_STAGING!r}")
-    reconcile_parser = commands.add_parser(
-        "reconcile", help="repair Redis, Docker and the proxy now (BINDERQ_* settings)")
-    reconcile_parser.add_argument("--adopt", action="store_true",
-                                  help="rebuild servers from labelled containers Redis does "
-                                       "not know (after Redis was wiped)")
-    commands.add_parser("version", help="print the version")
-    args = parser.parse_args(argv)
-    if args.command == "version":
-        print(__version__)
-        return 0
-    if args.command == "reconcile":
-        return reconcile_now(adopt=args.adopt)
-    return up(args.host, args.port, demo=args.demo)
+    """The `binderq` command; its exit code."""
+    try:
+        binderq.main(args=argv, prog_name="binderq", standalone_mode=True)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    return 0
 
 
 def reconcile_now(*, adopt: bool) -> int:

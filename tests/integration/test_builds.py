@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -24,8 +23,14 @@ import pytest
 import requests
 
 from binderq.bootstrap import create_wsgi_app
-from binderq.processes import stop_process
-from tests.integration.conftest import OPERATOR, git, make_repo, run_code, wait_for
+from tests.integration.conftest import (
+    OPERATOR,
+    celery_worker,
+    git,
+    make_repo,
+    run_code,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +41,9 @@ def build_settings(settings):
 
 @pytest.fixture(scope="module")
 def build_worker(build_settings, logs_dir, runtime):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "binderq.workers.main", "worker", "-Q", "builds",
-         "--concurrency", "1", "--without-mingle", "--without-gossip", "-n", "build@%h"],
-        env=build_settings.to_env(), stdout=open(logs_dir / "build-worker.log", "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT, start_new_session=True)
-    yield process
-    stop_process(process, timeout=20)
+    with celery_worker(build_settings, "builds", logs_dir / "build-worker.log",
+                       name="build@%h", concurrency=1) as process:
+        yield process
     runtime.remove_instance()  # servers of built images first: they hold their image
     left = []
     for image in runtime.client.images.list(
