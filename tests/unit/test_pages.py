@@ -12,12 +12,12 @@ import pytest
 from binderq.domain.errors import InvalidInput
 from binderq.domain.models import ServerStatus
 from binderq.domain.tokens import server_token
-from binderq.services.repo_launch import build_and_launch
+from binderq.services.repo_launch import Waits, build_and_launch
 from binderq.web.links import badge, notebook_location, repository_spec
 from tests.fakes import FakeGit
 from tests.helpers import OPERATOR_CALLER, assert_error_format, launch_now, ready_staging
 from tests.unit.conftest import OPERATOR
-from tests.unit.test_repo_launch import _built, _staged
+from tests.unit.test_repo_launch import FakeClock, _built, _staged
 
 # -- links ----------------------------------------------------------------------------------
 
@@ -207,7 +207,9 @@ def test_a_full_service_in_the_repository_stream_says_when_to_try_again(
         store, queue, runtime, settings):
     settings = settings.with_changes(max_servers=1, launch_timeout=1)
     _staged(store, queue, runtime, _built(store, queue, settings))
-    flow = dict(store=store, queue=queue, git=FakeGit(), settings=settings)
+    clock = FakeClock()  # time passes only when the flow sleeps
+    flow = dict(store=store, queue=queue, git=FakeGit(), settings=settings,
+                waits=Waits(clock=clock, sleep=clock.sleep))
     list(build_and_launch("https://github.com/org/repo", "main", caller=OPERATOR_CALLER,
                           **flow))  # its server stays pending: no worker here
     last = list(build_and_launch("https://github.com/org/repo", "main",
