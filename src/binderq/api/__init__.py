@@ -8,6 +8,7 @@ from flask import Flask
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from binderq import web
 from binderq.api import (
     binderhub,
     builds,
@@ -48,7 +49,7 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any,
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=web.SWAGGER_UI_ASSETS,  # packaged assets: works offline
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     if settings.trusted_proxies:  # request.remote_addr becomes the client's own address
@@ -66,6 +67,7 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any,
                    health, binderhub):
         api.register_blueprint(module.blp)
     app.register_blueprint(metrics.blp)
+    app.register_blueprint(web.blp)  # the pages: not in the OpenAPI document
     init_limits(app, settings)
     enable_cors(app, settings.cors_allow_origin)
     return app

@@ -65,7 +65,7 @@ def build_and_launch(repo: str, ref: str, *, caller: Caller, store: RedisStore,
         build = builds.request_build(repo, ref, None, caller=caller, store=store,
                                      queue=queue, git=git, settings=settings)
     except (TooManyBuilds, QuotaExceeded) as error:  # BinderHub says so in the stream
-        return iter([Progress("failed", error.message)])
+        return iter([Progress("failed", error.message, _retry_after(error))])
     flow = _Flow(caller, store, queue, settings, cache or deploy.StagingCache(),
                  waits or Waits())
     return flow.run(build)
@@ -97,7 +97,7 @@ class _Flow:
                                    stagings=self.cache)
             server = yield from self._until_ready(launch.server.id)
         except BinderqError as error:
-            yield Progress("failed", str(error))
+            yield Progress("failed", str(error), _retry_after(error))
             return
         yield Progress("ready", "server ready", {"url": server.url, "token": launch.token,
                                                  "image": build.image})
@@ -155,6 +155,13 @@ class _Flow:
                 quiet_since = self.waits.clock()
                 yield HEARTBEAT
             self.waits.sleep(POLL)
+
+
+def _retry_after(error: BinderqError) -> dict[str, Any]:
+    """A refusal that passes (capacity, a fair share) says when to try again, as the
+    429's Retry-After would: the launch page counts it down and retries."""
+    seconds = getattr(error, "retry_after", None)
+    return {"retry_after": seconds} if seconds else {}
 
 
 def _check_launching(server: Server | None, server_id: str) -> None:
