@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker.errors
 import pytest
 import redis
 import requests
@@ -193,6 +194,21 @@ def celery_worker(settings: Settings, queues: str, log_path: Path, *, name: str,
         yield process
     finally:
         stop_process(process, timeout=20)
+
+
+def remove_built_images(runtime: DockerRuntime, instance: str) -> None:
+    """Remove the instance's servers, then every image its builds made (servers first: they
+    hold their image); fail naming any image that stays."""
+    runtime.remove_instance()
+    left = []
+    for image in runtime.client.images.list(filters={"label": f"binderq.instance={instance}"}):
+        try:
+            runtime.client.images.remove(image.id, force=True)
+        except docker.errors.NotFound:
+            pass  # a tag of one removed just before
+        except docker.errors.APIError as error:
+            left.append(f"{image.tags}: {error}")
+    assert not left, f"built images could not be removed: {left}"
 
 
 @pytest.fixture(scope="session")

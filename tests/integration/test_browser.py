@@ -2,24 +2,29 @@
 stack: gunicorn, Redis, Celery launch and build workers, dockerd and configurable-http-proxy.
 From the launch form to a running notebook, a badge link that resumes and starts fresh, a
 staging's link that waits out a full staging, the operator's dashboard, and /api/docs with
-nothing fetched from another host. Each test leaves screenshots in docs/screenshots/."""
+nothing fetched from another host. Each test takes screenshots of its pages: into
+docs/screenshots/ with BINDERQ_SCREENSHOTS=1 (how the README's are made), else into the test's
+logs, so that a test run leaves the work tree as it was."""
 
 from __future__ import annotations
 
+import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import docker
 import pytest
 import requests
 from playwright.sync_api import sync_playwright
 
-from binderq.cli import WSGI_APP, gunicorn_command
-from binderq.processes import free_port, stop_process, wait_until
-from tests.integration.conftest import make_repo, stage, wait_for
+from tests.integration.conftest import (
+    celery_worker,
+    gunicorn_api,
+    make_repo,
+    remove_built_images,
+    stage,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
@@ -40,44 +45,17 @@ def page_settings(settings):
 
 @pytest.fixture(scope="module")
 def build_worker(page_settings, logs_dir, runtime):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "binderq.workers.main", "worker", "-Q", "builds",
-         "--concurrency", "1", "--without-mingle", "--without-gossip", "-n", "pages-build@%h"],
-        env=page_settings.to_env(), stdout=open(logs_dir / "pages-build.log", "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT, start_new_session=True)
-    yield process
-    stop_process(process, timeout=20)
-    runtime.remove_instance()  # servers of built images first: they hold their image
-    left = []
-    for image in runtime.client.images.list(
-            filters={"label": f"binderq.instance={page_settings.instance}"}):
-        try:
-            runtime.client.images.remove(image.id, force=True)
-        except docker.errors.APIError as error:
-            left.append(f"{image.tags}: {error}")
-    assert not left, f"built images could not be removed: {left}"
+    with celery_worker(page_settings, "builds", logs_dir / "pages-build.log",
+                       name="pages-build@%h", concurrency=1) as process:
+        yield process
+    remove_built_images(runtime, page_settings.instance)
 
 
 @pytest.fixture(scope="module")
 def pages_url(page_settings, logs_dir):
     """The service under gunicorn, as production runs it, with open launch auth."""
-    port = free_port()
-    process = subprocess.Popen(
-        gunicorn_command(WSGI_APP, f"127.0.0.1:{port}"), env=page_settings.to_env(),
-        stdout=open(logs_dir / "pages-gunicorn.log", "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return requests.get(f"{url}/", timeout=1).status_code == 200
-        except requests.RequestException:
-            return process.poll() is not None
-
-    wait_until(answers, timeout=30, what="gunicorn")
-    assert process.poll() is None
-    yield url
-    stop_process(process)
+    with gunicorn_api(page_settings, logs_dir / "pages-gunicorn.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +87,13 @@ def repo_url(tmp_path_factory):
     return make_repo(root, "pages", {"hello.ipynb": NOTEBOOK})
 
 
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+@pytest.fixture(scope="module")
+def shot(logs_dir):
+    """shot(page, name) saves a screenshot: into docs/screenshots/ when asked for, else into
+    the test logs."""
+    where = SHOTS if os.environ.get("BINDERQ_SCREENSHOTS") == "1" else logs_dir / "screenshots"
+    where.mkdir(parents=True, exist_ok=True)
+    return lambda page, name: page.screenshot(path=str(where / f"{name}.png"), full_page=True)
 
 
 def server_of(page) -> str:
@@ -121,7 +103,7 @@ def server_of(page) -> str:
 
 
 def test_the_launch_form_builds_a_repository_and_ends_in_its_notebook(
-        stack, page, repo_url, page_settings):
+        stack, page, repo_url, page_settings, shot):
     pages, _, session = stack
     public_url = page_settings.public_url
     page.goto(pages + "/")
@@ -155,7 +137,7 @@ def test_the_launch_form_builds_a_repository_and_ends_in_its_notebook(
     shot(page, "notebook")
 
 
-def test_a_badge_link_launches_resumes_and_starts_fresh(stack, page, repo_url):
+def test_a_badge_link_launches_resumes_and_starts_fresh(stack, page, repo_url, shot):
     pages, api, session = stack
     link = f"{pages}/v2/git/{quote(repo_url, safe='')}/main?urlpath=tree"
     page.goto(link)
@@ -180,7 +162,7 @@ def test_a_badge_link_launches_resumes_and_starts_fresh(stack, page, repo_url):
 
 
 def test_a_staging_link_launches_from_its_pool_and_waits_out_a_full_staging(
-        stack, browser, page):
+        stack, browser, page, shot):
     pages, api, session = stack
     stage(api, session, "pagesdemo", public=True, max_servers=1,
           description="A demo notebook")
@@ -206,7 +188,7 @@ def test_a_staging_link_launches_from_its_pool_and_waits_out_a_full_staging(
     other.context.close()
 
 
-def test_the_dashboard_logs_in_resizes_a_pool_and_stops_a_server(stack, page):
+def test_the_dashboard_logs_in_resizes_a_pool_and_stops_a_server(stack, page, shot):
     pages, api, session = stack
     stage(api, session, "dashdemo", public=True)
     launched = session.post(f"{api}/api/stagings/dashdemo/servers").json()
@@ -236,7 +218,7 @@ def test_the_dashboard_logs_in_resizes_a_pool_and_stops_a_server(stack, page):
         "stopping", "stopped")
 
 
-def test_the_api_docs_render_every_operation_with_nothing_from_another_host(stack, page):
+def test_the_api_docs_render_every_operation_with_nothing_from_another_host(stack, page, shot):
     pages = stack[0]
     elsewhere = []
 

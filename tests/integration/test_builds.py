@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
-import docker.errors
 import pytest
 import requests
 
@@ -28,6 +27,7 @@ from tests.integration.conftest import (
     celery_worker,
     git,
     make_repo,
+    remove_built_images,
     run_code,
     wait_for,
 )
@@ -44,15 +44,7 @@ def build_worker(build_settings, logs_dir, runtime):
     with celery_worker(build_settings, "builds", logs_dir / "build-worker.log",
                        name="build@%h", concurrency=1) as process:
         yield process
-    runtime.remove_instance()  # servers of built images first: they hold their image
-    left = []
-    for image in runtime.client.images.list(
-            filters={"label": f"binderq.instance={build_settings.instance}"}):
-        try:
-            runtime.client.images.remove(image.id, force=True)
-        except docker.errors.APIError as error:
-            left.append(f"{image.tags}: {error}")
-    assert not left, f"built images could not be removed: {left}"
+    remove_built_images(runtime, build_settings.instance)
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ Click command, with BINDERQ_URL and BINDERQ_TOKEN in its environment)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 
-import docker.errors
 import pytest
 import requests
 from click.testing import CliRunner
@@ -29,6 +27,7 @@ from tests.integration.conftest import (
     celery_worker,
     gunicorn_api,
     make_repo,
+    remove_built_images,
     wait_for,
 )
 
@@ -46,11 +45,7 @@ def service(cli_settings, logs_dir, runtime, launch_worker):
                        name="cli-build@%h", concurrency=1), \
             gunicorn_api(cli_settings, logs_dir / "cli-gunicorn.log") as url:
         yield url
-    runtime.remove_instance()
-    for image in runtime.client.images.list(
-            filters={"label": f"binderq.instance={cli_settings.instance}"}):
-        with contextlib.suppress(docker.errors.NotFound):
-            runtime.client.images.remove(image.id, force=True)
+    remove_built_images(runtime, cli_settings.instance)
 
 
 @pytest.fixture
