@@ -68,15 +68,15 @@ def proxy_binary() -> str:
 
 def start_redis(port: int, *, data_dir: str | None = None,
                 log_file: str | os.PathLike | None = None,
-                password: str = "") -> subprocess.Popen:
+                password: str = "", die_with_parent: bool = False) -> subprocess.Popen:
     """A real redis-server on 127.0.0.1:port; persistence only when data_dir is given; with
     password, it answers only clients that give it (read from stdin, so that no `ps` shows
-    it)."""
+    it). die_with_parent: see parent_death_signal."""
     args = [redis_server_binary(), *(["-"] if password else []), "--port", str(port),
             "--bind", "127.0.0.1", "--protected-mode", "yes"]
     args += ["--dir", data_dir, "--appendonly", "yes"] if data_dir else ["--save", ""]
     config = f"requirepass {password}\n" if password else None
-    process = _spawn(args, log_file, stdin_text=config)
+    process = _spawn(args, log_file, stdin_text=config, die_with_parent=die_with_parent)
     wait_until(lambda: _answers_tcp(port) or process.poll() is not None, timeout=10,
                what=f"redis-server on port {port}")
     _check_redis_is_ours(process, port, password)
@@ -96,11 +96,13 @@ def _check_redis_is_ours(process: subprocess.Popen, port: int, password: str) ->
 
 
 def start_proxy(port: int, api_port: int, token: str, *, default_target: str | None = None,
-                log_file: str | os.PathLike | None = None) -> subprocess.Popen:
-    """configurable-http-proxy on 127.0.0.1:port, its API on 127.0.0.1:api_port."""
+                log_file: str | os.PathLike | None = None,
+                die_with_parent: bool = False) -> subprocess.Popen:
+    """configurable-http-proxy on 127.0.0.1:port, its API on 127.0.0.1:api_port;
+    die_with_parent: see parent_death_signal."""
     args = [proxy_binary(), *proxy_options(port, api_port, default_target=default_target)]
     env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": token}
-    process = _spawn(args, log_file, env=env)
+    process = _spawn(args, log_file, env=env, die_with_parent=die_with_parent)
     wait_until(lambda: _answers_tcp(api_port) or process.poll() is not None, timeout=15,
                what=f"configurable-http-proxy API on port {api_port}")
     check_proxy_is_ours(process, api_port, token)
@@ -154,23 +156,24 @@ def redis_url_with_password(port: int, password: str, db: int = 0) -> str:
     return f"redis://:{password}@127.0.0.1:{port}/{db}"
 
 
-def _spawn(args: list[str], log_file, env=None, stdin_text: str | None = None
-           ) -> subprocess.Popen:
+def _spawn(args: list[str], log_file, env=None, stdin_text: str | None = None,
+           die_with_parent: bool = False) -> subprocess.Popen:
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, env=env,
                                stdin=subprocess.DEVNULL if stdin_text is None else
                                subprocess.PIPE, start_new_session=True,
-                               preexec_fn=die_with_parent())
+                               preexec_fn=parent_death_signal() if die_with_parent else None)
     if stdin_text is not None:
         process.stdin.write(stdin_text.encode())
         process.stdin.close()
     return process
 
 
-def die_with_parent() -> Callable[[], None] | None:
+def parent_death_signal() -> Callable[[], None] | None:
     """A preexec_fn that has the kernel send the child SIGTERM when this process dies (even
     by SIGKILL), so no child runs on holding ports; None where Linux's prctl is missing.
-    Spawn from the main thread: the signal follows the thread that forked."""
+    Spawn from the main thread of a process without other threads: the signal follows the
+    thread that forked, and a preexec_fn is unsafe beside threads."""
     if not sys.platform.startswith("linux"):
         return None
     parent = os.getpid()

@@ -22,8 +22,8 @@ from binderq.api.deployment_proof import CHALLENGE_HEADER, PROOF_HEADER, deploym
 from binderq.domain.errors import BinderqError
 from binderq.processes import (
     PortTaken,
-    die_with_parent,
     free_port,
+    parent_death_signal,
     redis_url_with_password,
     start_proxy,
     start_redis,
@@ -87,7 +87,8 @@ class Stack:
         api_target = f"http://127.0.0.1:{api_port}"
         self._start_child("proxy", lambda: start_proxy(
             self.port, proxy_api_port, self.settings.proxy_api_token,
-            default_target=api_target, log_file=self.run_dir / "proxy.log"),
+            default_target=api_target, log_file=self.run_dir / "proxy.log",
+            die_with_parent=True),
             after_restart=lambda: self._proxy_back(api_target))
         self._start_child("web", self._spawner(
             "web", gunicorn_command(WSGI_APP, f"127.0.0.1:{api_port}")))
@@ -120,7 +121,7 @@ class Stack:
         data = redis_dir(self.data_dir) if self.data_dir else self.run_dir
         self._start_child("redis", lambda: start_redis(
             redis_port, data_dir=str(data), log_file=self.run_dir / "redis.log",
-            password=password))
+            password=password, die_with_parent=True))
         self.settings = self.settings.with_changes(
             redis_url=redis_url_with_password(redis_port, password))
         return redis_port
@@ -135,7 +136,7 @@ class Stack:
             with log:
                 return subprocess.Popen(args, env=self.settings.to_env(), stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                        preexec_fn=die_with_parent())
+                                        preexec_fn=parent_death_signal())
         return spawn
 
     def _route_api(self, target: str) -> None:
