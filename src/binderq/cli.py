@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from binderq import __version__
+import click
+
+from binderq import __version__, commands
 from binderq.adapters.data_dir import (
     DataDirUnusable,
     StoredSecrets,
