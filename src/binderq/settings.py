@@ -83,6 +83,9 @@ class Settings:
     server_disk: str = "10g"
     # Most processes one build step may run at once.
     build_pids: int = 1024
+    # Made by `binderq up` for each start: the API signs X-Binderq-Challenge with it (answer
+    # X-Binderq-Proof), so `binderq up` can tell its own API from another on the same port.
+    deployment_key: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,

@@ -24,6 +24,7 @@ from binderq.api import (
 )
 from binderq.api.context import EXTENSION, ApiContext
 from binderq.api.cors import enable_cors
+from binderq.api.deployment_proof import enable_deployment_proof
 from binderq.api.errors import register_error_handlers
 from binderq.api.limits import init_limits
 from binderq.settings import Settings
@@ -70,4 +71,5 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any,
     app.register_blueprint(web.blp)  # the pages: not in the OpenAPI document
     init_limits(app, settings)
     enable_cors(app, settings.cors_allow_origin)
+    enable_deployment_proof(app, settings.deployment_key)
     return app
