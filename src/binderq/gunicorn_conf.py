@@ -13,3 +13,8 @@ threads = 32
 # With gunicorn's default of 2 s, the proxy reuses sockets gunicorn is closing, and every
 # few requests fail with "socket hang up" (a 503 to the user).
 keepalive = 75
+
+# gunicorn 24+ opens a control socket at one path per user (~/.gunicorn/gunicorn.ctl): every
+# gunicorn of the machine (two deployments, the tests' several APIs) would share it, and
+# each start takes it from the last. binderq does not use it.
+control_socket_disable = True
