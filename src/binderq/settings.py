@@ -15,6 +15,7 @@ LAUNCH_AUTH_MODES = ("open", "token")
 # lets anyone compute every server's token.
 MIN_SECRET_KEY_BYTES = 32
 ORPHAN_POLICIES = ("remove", "adopt")
+LOG_FORMATS = ("json", "text")
 
 
 class SettingsError(ValueError):
@@ -83,6 +84,8 @@ class Settings:
     server_disk: str = "10g"
     # Most processes one build step may run at once.
     build_pids: int = 1024
+    # Log lines as JSON objects (for a log collector) or text (for a person reading a file).
+    log_format: str = "json"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -107,6 +110,8 @@ class Settings:
             raise SettingsError(f"BINDERQ_LAUNCH_AUTH must be one of {LAUNCH_AUTH_MODES}")
         if self.orphans not in ORPHAN_POLICIES:
             raise SettingsError(f"BINDERQ_ORPHANS must be one of {ORPHAN_POLICIES}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"BINDERQ_LOG_FORMAT must be one of {LOG_FORMATS}")
         if self.max_servers < 1:
             raise SettingsError("BINDERQ_MAX_SERVERS must be at least 1")
         if self.trusted_proxies < 0:
