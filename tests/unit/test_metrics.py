@@ -13,7 +13,7 @@ from binderq.api.metrics import cumulative_buckets
 from binderq.domain.builds import BuildStatus
 from binderq.domain.errors import DependencyDown
 from binderq.domain.models import ServerStatus, utcnow
-from binderq.metrics import BUILD_SECONDS, CULLS, LAUNCH_SECONDS, HistogramSpec
+from binderq.metrics import BUILD_SECONDS, CULLS, LAUNCH_SECONDS, HistogramSpec, exported_names
 from binderq.services import deploy, lifecycle, pools
 from binderq.services.builds import request_build, run_build
 from tests.fakes import FakeBuilder, FakeGit
@@ -182,3 +182,15 @@ def test_a_claimed_server_reaches_its_client_even_if_its_observation_cannot_be_w
     launched = deploy.launch("demo", caller=OPERATOR_CALLER, store=store, queue=queue,
                              settings=settings)
     assert launched.server.pooled and launched.token
+
+
+def test_the_collector_exports_exactly_the_series_the_table_names(
+        pooled, store, queue, settings, client):
+    client.post("/api/stagings/demo/servers", headers=OPERATOR)  # pooled
+    store.metrics.observe(LAUNCH_SECONDS, 3.0, "cold")
+    store.metrics.observe(BUILD_SECONDS, 30.0, "succeeded")
+    store.metrics.count(CULLS)
+    store.redis.lpush("builds", "m")
+    request_build("https://h.test/r", "main", None, caller=OPERATOR_CALLER, store=store,
+                  queue=queue, git=FakeGit(files={}), settings=settings)
+    assert set(scrape(client)) == exported_names()
