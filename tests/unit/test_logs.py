@@ -186,3 +186,13 @@ def test_the_log_format_is_a_setting_json_by_default():
                              secret_required=False).log_format == "text"
     with pytest.raises(SettingsError, match="BINDERQ_LOG_FORMAT"):
         Settings.from_env({"BINDERQ_LOG_FORMAT": "xml"}, secret_required=False)
+
+
+def test_a_page_on_the_allowed_origin_may_read_the_request_id(settings, store, queue, proxy):
+    from binderq.api import create_app
+
+    app = create_app(settings.with_changes(cors_allow_origin="https://journal.example"),
+                     store=store, queue=queue, proxy=proxy)
+    answer = app.test_client().get("/api/health", headers={"Origin": "https://journal.example"})
+    assert "X-Request-Id" in answer.headers["Access-Control-Expose-Headers"]
+    assert answer.headers["X-Request-Id"]
