@@ -196,3 +196,8 @@ def test_a_page_on_the_allowed_origin_may_read_the_request_id(settings, store, q
     answer = app.test_client().get("/api/health", headers={"Origin": "https://journal.example"})
     assert "X-Request-Id" in answer.headers["Access-Control-Expose-Headers"]
     assert answer.headers["X-Request-Id"]
+
+
+def test_binderq_up_logs_text_unless_told_otherwise():
+    assert logs.log_format_for_up({}) == "text"
+    assert logs.log_format_for_up({"BINDERQ_LOG_FORMAT": "json"}) == "json"
