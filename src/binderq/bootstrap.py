@@ -10,6 +10,7 @@ from binderq.adapters.chp_proxy import ChpProxy
 from binderq.adapters.docker_builder import DockerBuilder
 from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
+from binderq.logs import configure_logging
 from binderq.settings import Settings
 
 # Seconds a Redis command may take before Redis counts as down (blocking reads stay below).
@@ -56,6 +57,7 @@ def create_wsgi_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or Settings.from_env()
     settings.validate()
+    configure_logging(settings.log_format)
     store = build_store(settings)
     queue = CeleryTaskQueue(build_celery(settings), store)
     return create_app(settings, store=store, queue=queue, proxy=build_proxy(settings),

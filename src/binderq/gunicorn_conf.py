@@ -3,6 +3,11 @@
 The Procfile, `binderq up` and the benchmarks all load this module, so they serve alike.
 """
 
+import os
+
+from binderq.logs import gunicorn_log_config
+from binderq.settings import Settings
+
 # Threads, not processes, per connection: a client following a stream or polling holds a
 # thread, and two processes use both cores.
 worker_class = "gthread"
@@ -18,3 +23,6 @@ keepalive = 75
 # gunicorn of the machine (two deployments, the tests' several APIs) would share it, and
 # each start takes it from the last. binderq does not use it.
 control_socket_disable = True
+
+# gunicorn's own lines in BINDERQ_LOG_FORMAT, as the app's (binderq/logs.py).
+logconfig_dict = gunicorn_log_config(os.environ.get("BINDERQ_LOG_FORMAT", Settings.log_format))

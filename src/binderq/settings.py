@@ -15,6 +15,7 @@ LAUNCH_AUTH_MODES = ("open", "token")
 # lets anyone compute every server's token.
 MIN_SECRET_KEY_BYTES = 32
 ORPHAN_POLICIES = ("remove", "adopt")
+LOG_FORMATS = ("json", "text")
 
 
 class SettingsError(ValueError):
@@ -86,6 +87,8 @@ class Settings:
     # Made by `binderq up` for each start: the API signs X-Binderq-Challenge with it (answer
     # X-Binderq-Proof), so `binderq up` can tell its own API from another on the same port.
     deployment_key: str = ""
+    # Log lines as JSON objects (for a log collector) or text (for a person reading a file).
+    log_format: str = "json"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -110,6 +113,8 @@ class Settings:
             raise SettingsError(f"BINDERQ_LAUNCH_AUTH must be one of {LAUNCH_AUTH_MODES}")
         if self.orphans not in ORPHAN_POLICIES:
             raise SettingsError(f"BINDERQ_ORPHANS must be one of {ORPHAN_POLICIES}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"BINDERQ_LOG_FORMAT must be one of {LOG_FORMATS}")
         if self.max_servers < 1:
             raise SettingsError("BINDERQ_MAX_SERVERS must be at least 1")
         if self.trusted_proxies < 0:

@@ -27,6 +27,7 @@ from binderq.api.cors import enable_cors
 from binderq.api.deployment_proof import enable_deployment_proof
 from binderq.api.errors import register_error_handlers
 from binderq.api.limits import init_limits
+from binderq.api.request_ids import install_request_ids
 from binderq.settings import Settings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -69,6 +70,7 @@ def create_app(settings: Settings, *, store: Any, queue: Any, proxy: Any,
         api.register_blueprint(module.blp)
     app.register_blueprint(metrics.blp)
     app.register_blueprint(web.blp)  # the pages: not in the OpenAPI document
+    install_request_ids(app)
     init_limits(app, settings)
     enable_cors(app, settings.cors_allow_origin)
     enable_deployment_proof(app, settings.deployment_key)

@@ -41,6 +41,7 @@ from binderq.domain.models import utcnow
 from binderq.domain.shares import share_of
 from binderq.domain.spec import memory_bytes
 from binderq.domain.tokens import new_task_id
+from binderq.services import observe
 from binderq.services.build_rules import check_build_rules
 from binderq.services.pools import check_pool_size, set_pool_size
 from binderq.services.ports import Builder, Repositories, TaskQueue
@@ -230,6 +231,7 @@ def run_build(build_id: str, *, store: RedisStore, git: Repositories, builder: B
         return _fail(store, build, f"{step} failed: {error}", settings)
     done = store.builds.move(build.id, BuildStatus.SUCCEEDED, f"built {image}",
                              finished_at=utcnow())
+    observe.build_finished(done, store=store)
     if done is None:  # cancelled as it finished: the image goes too
         builder.remove_image(image)
     else:
@@ -302,7 +304,9 @@ def _is_cancelled(store: RedisStore, build_id: str) -> bool:
 
 def _fail(store: RedisStore, build: Build, reason: str, settings: Settings) -> Build | None:
     log.warning("build %s failed: %s", build.id, reason)
-    store.builds.move(build.id, BuildStatus.FAILED, reason, error=reason, finished_at=utcnow())
+    failed = store.builds.move(build.id, BuildStatus.FAILED, reason, error=reason,
+                               finished_at=utcnow())
+    observe.build_finished(failed, store=store)
     store.builds.release_key(build_cache_key(build, settings.notebook_image), build.id)
     return store.builds.get(build.id)
 

@@ -6,6 +6,7 @@ it decided on proved stale. Also deletes a staging with its pool and servers."""
 from __future__ import annotations
 
 import threading
+import time
 
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.access import Caller, require_launch_right
@@ -13,6 +14,7 @@ from binderq.domain.errors import Conflict, PoolEmpty, StaleStaging
 from binderq.domain.models import Server, Staging
 from binderq.domain.pools import is_pooled_unclaimed
 from binderq.domain.shares import NO_SHARE, ClientShare, share_of
+from binderq.services import observe
 from binderq.services.pools import claim_from_pool, retire_unclaimed
 from binderq.services.ports import TaskQueue
 from binderq.services.servers import Launch, request_cold_launch, request_stop
@@ -50,6 +52,7 @@ def launch(name: str, *, caller: Caller, store: RedisStore, queue: TaskQueue,
     right checked again, and the launch tried once more. cold=False takes only a pooled
     server (tmpnb's door) and raises PoolEmpty when there is none.
     """
+    started = time.perf_counter()
     cache = stagings or StagingCache()
     share = share_of(caller, max_servers=settings.client_max_servers,
                      max_builds=settings.client_max_builds)
@@ -57,10 +60,13 @@ def launch(name: str, *, caller: Caller, store: RedisStore, queue: TaskQueue,
         staging = cache.get(name, store, fresh=fresh)
         require_launch_right(caller, public=staging.public, launch_auth=settings.launch_auth)
         try:
-            return request_launch(staging, store=store, queue=queue, settings=settings,
-                                  cold=cold, share=share)
+            launched = request_launch(staging, store=store, queue=queue, settings=settings,
+                                      cold=cold, share=share)
         except StaleStaging:
             continue
+        if launched.server.pooled:
+            observe.pooled_launch_answered(time.perf_counter() - started, store=store)
+        return launched
     raise StaleStaging(name)  # changed twice within one request: let the client retry
 
 

@@ -36,6 +36,7 @@ from binderq.domain.spec import (
     server_of_route,
     server_path,
 )
+from binderq.services import observe
 from binderq.services.builds import fail_build
 from binderq.services.ports import Proxy, Runtime, TaskQueue
 from binderq.services.servers import server_url
@@ -85,6 +86,7 @@ def cull_idle_servers(*, store: RedisStore, proxy: Proxy, queue: TaskQueue,
             if store.servers.transition(cull.server_id, [ServerStatus.READY],
                                         status=ServerStatus.STOPPING, error=cull.reason):
                 log.info("server %s %s", cull.server_id, cull.reason)
+                observe.server_culled(store=store)
                 queue.enqueue(STOP.name, cull.server_id)
         return culls
 

@@ -23,6 +23,7 @@ from binderq.domain.shares import NO_SHARE, ClientShare
 from binderq.domain.spec import ServerSpec, server_path, server_spec
 from binderq.domain.staging_rules import refusal, staging_problems
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
+from binderq.services import observe
 from binderq.services.ports import Proxy, ReadinessProbe, Runtime, TaskQueue
 from binderq.settings import Settings
 from binderq.tasks import LAUNCH, STOP
@@ -197,6 +198,7 @@ def _mark_ready(server: Server, target: str, image_id: str, *, store: RedisStore
     ready = store.servers.mark_ready(server, url=server_url(settings, server_id), target=target,
                                      ready_at=now, image_id=image_id, **idle_clock)
     if ready is not None:
+        observe.server_ready(ready, store=store)
         return ready
     current = store.servers.get(server_id)
     if current is None or current.status != ServerStatus.READY:

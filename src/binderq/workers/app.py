@@ -12,6 +12,7 @@ from celery import Celery
 
 from binderq.settings import Settings
 from binderq.tasks import CULL, MAINTENANCE, RECONCILE, TASKS, UPKEEP, TaskSpec
+from binderq.workers.logs import install_task_logging
 
 # Celery's own tasks (chords and the like), which the table does not list, get these.
 DEFAULT_TIME_LIMIT = 300
@@ -106,6 +107,7 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     app.binderq_settings = settings  # the worker's adapters are built from these
+    install_task_logging(settings.log_format)
     return app
 
 

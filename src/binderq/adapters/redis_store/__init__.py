@@ -10,6 +10,7 @@ from binderq.adapters.redis_store.builds import BuildStore
 from binderq.adapters.redis_store.common import Keys, speaks_to_redis
 from binderq.adapters.redis_store.health import HealthStore
 from binderq.adapters.redis_store.locks import LockStore
+from binderq.adapters.redis_store.metrics import MetricsStore
 from binderq.adapters.redis_store.pools import PoolClaim, PoolStore
 from binderq.adapters.redis_store.servers import ServerStore
 from binderq.adapters.redis_store.stagings import StagingStore
@@ -32,6 +33,7 @@ class RedisStore:
         self.tasks = TaskStore(client)
         self.locks = LockStore(client)
         self.health = HealthStore(client)
+        self.metrics = MetricsStore(client)
 
     @property
     def record_ttl(self) -> int:

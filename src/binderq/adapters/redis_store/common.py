@@ -52,6 +52,9 @@ class Keys:
     HEALTH_REFRESH = "binderq:health:refresh"
     TASK = "binderq:task:{id}"
     USER_TOKEN = "binderq:user-token:{hash}"
+    # Metrics every process adds to (redis_store/metrics.py).
+    METRICS_HISTOGRAM = "binderq:metrics:histogram:{name}"
+    METRICS_COUNTERS = "binderq:metrics:counters"
 
 
 # Delete a key only if it still holds this value (a lock's holder, a build key's owner).
