@@ -24,6 +24,7 @@ from binderq.adapters.data_dir import (
 from binderq.adapters.docker_engine import engine_id
 from binderq.adapters.instance_lease import Lease, LeaseHeld, data_dir_lease, instance_lease
 from binderq.domain.errors import BinderqError
+from binderq.flower import FLOWER_PORT
 from binderq.processes import MissingProgram, PortTaken, proxy_binary, redis_server_binary
 from binderq.settings import Settings, SettingsError
 from binderq.stack import (  # re-exported: the Procfile test, benchmarks and tests use them
@@ -65,9 +66,12 @@ def binderq() -> None:
 @click.option("--fresh", is_flag=True,
               help="start with no stagings, pools, builds or tokens (forget what the data "
                    "directory's Redis holds)")
-def up_command(host: str, port: int, demo: bool, data_dir: Path | None, fresh: bool) -> None:
+@click.option("--flower", is_flag=True,
+              help=f"also run Flower, Celery's monitor, on 127.0.0.1:{FLOWER_PORT}")
+def up_command(host: str, port: int, demo: bool, data_dir: Path | None, fresh: bool,
+               flower: bool) -> None:
     """Run the whole service on this machine until Ctrl-C or SIGTERM."""
-    sys.exit(up(host, port, demo=demo, data_dir=data_dir, fresh=fresh))
+    sys.exit(up(host, port, demo=demo, data_dir=data_dir, fresh=fresh, flower=flower))
 
 
 @binderq.command("reconcile")
@@ -126,7 +130,7 @@ def reconcile_now(*, adopt: bool) -> int:
 
 
 def up(host: str, port: int, *, demo: bool = False, data_dir: Path | None = None,
-       fresh: bool = False) -> int:
+       fresh: bool = False, flower: bool = False) -> int:
     """Run Redis, the proxy, the API, the workers and beat, restarting any that dies, until
     Ctrl-C or SIGTERM (then stop all, servers too) or a child that keeps dying (then stop
     the processes and leave readers' servers running for the next start to adopt)."""
@@ -154,7 +158,7 @@ def up(host: str, port: int, *, demo: bool = False, data_dir: Path | None = None
         release_all(leases)
         return 1
     stack = Stack(settings, host=host, port=port, data_dir=data_dir, secrets=stored,
-                  lease=leases[0])
+                  lease=leases[0], flower=flower)
     try:
         return run_stack(stack, demo=demo)
     finally:
@@ -224,6 +228,10 @@ def settings_for_up(settings: Settings, host: str, port: int,
         changes["launch_auth"] = "open"
     if "BINDERQ_DEFAULT_STAGING" not in os.environ:
         changes["default_staging"] = DEMO_STAGING  # the tmpnb door serves the demo
+    if "BINDERQ_LOG_FORMAT" not in os.environ:
+        # Its logs are files in its run directory that a person reads; the default, json,
+        # is for the Procfile's processes in production, whose output a collector parses.
+        changes["log_format"] = "text"
     if "BINDERQ_TRUSTED_PROXIES" not in os.environ:
         # The API is reached through its own configurable-http-proxy, which appends the
         # client's address to X-Forwarded-For: the fair shares key on that, not on the proxy.

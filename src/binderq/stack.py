@@ -20,10 +20,12 @@ from binderq.adapters.data_dir import StoredSecrets, redis_dir
 from binderq.adapters.instance_lease import Lease
 from binderq.api.deployment_proof import CHALLENGE_HEADER, PROOF_HEADER, deployment_proof
 from binderq.domain.errors import BinderqError
+from binderq.flower import FLOWER_PORT, flower_options
 from binderq.processes import (
     PortTaken,
     free_port,
     parent_death_signal,
+    port_is_free,
     redis_url_with_password,
     start_proxy,
     start_redis,
@@ -68,6 +70,8 @@ class Stack:
     supervisor: Supervisor = field(default_factory=lambda: Supervisor(
         say=lambda text: print(text, file=sys.stderr, flush=True)))
     firewalled: bool = False
+    flower: bool = False  # also run Flower, Celery's monitor (binderq/flower.py)
+    flower_port: int | None = None  # where it listens, once started
 
     @property
     def processes(self) -> list[tuple[str, subprocess.Popen]]:
@@ -96,6 +100,10 @@ class Stack:
             self._start_child(name, self._spawner(name, _celery("worker", *options)))
         self._start_child("beat", self._spawner(
             "beat", _celery("beat", "-s", str(self.run_dir / "celerybeat-schedule"))))
+        if self.flower:
+            self.flower_port = FLOWER_PORT if port_is_free(FLOWER_PORT) else free_port()
+            self._start_child("flower", self._spawner(
+                "flower", _celery(*flower_options(self.flower_port))))
         self._route_api(api_target)
         for port in (api_port, self.port):
             wait_until(lambda port=port: self._check_started() or self._serves_own_api(port),
@@ -212,13 +220,18 @@ class Stack:
                      timeout=10).raise_for_status()
 
     def announce(self) -> None:
+        flower = (f"\n  Flower:         http://127.0.0.1:{self.flower_port}/"
+                  if self.flower_port else "")
         print(f"""
 binderq is up at {self.local_url}   (Ctrl-C stops it and every server it started)
+  launch page:    {self.local_url}/
+  dashboard:      {self.local_url}/admin/   (log in with the operator token)
   operator token: {self.settings.operator_token}
   API docs:       {self.local_url}/api/docs
-  logs:           {self.run_dir}
-Launch a notebook of the demo staging (kept warm: a pool of {DEMO_POOL_SIZE}), then open its
-url with ?token=<token>:
+  logs:           {self.run_dir}{flower}
+Launch a notebook of the demo staging (kept warm: a pool of {DEMO_POOL_SIZE}): open
+{self.local_url}/launch/{DEMO_STAGING} in a browser, or from a script:
+  binderq launch {DEMO_STAGING} --url {self.local_url}
   curl -X POST {self.local_url}/api/stagings/{DEMO_STAGING}/servers
 """, flush=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -34,13 +35,16 @@ def test_binderq_up_serves_the_demo_and_ctrl_c_removes_everything(notebook_image
     log = tmp_path / "up.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "binderq.cli", "up", "--port", str(port), "--demo",
-         "--data-dir", str(tmp_path / "data")],
+         "--data-dir", str(tmp_path / "data"), "--flower"],
         env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: "binderq is up" in log.read_text() or process.poll() is not None,
                  timeout=120, what="binderq up starts")
         assert process.poll() is None, log.read_text()
+        (flower,) = re.findall(r"Flower: +(http://127\.0\.0\.1:\d+/)", log.read_text())
+        assert "Flower" in wait_for(lambda: _page(flower), timeout=30, what="Flower answers")
+        assert "<form" in requests.get(f"{base}/", timeout=10).text  # the launch page
 
         def pool_is_warm():
             stats = requests.get(f"{base}/api/stats", timeout=10).json()  # the tmpnb door
@@ -73,6 +77,15 @@ def test_binderq_up_serves_the_demo_and_ctrl_c_removes_everything(notebook_image
     except requests.ConnectionError:
         still_serving = False
     assert not still_serving, "the proxy outlived binderq up"
+    assert _page(flower) is None, "Flower outlived binderq up"
+
+
+def _page(url: str) -> str | None:
+    try:
+        answer = requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        return None
+    return answer.text if answer.ok else None
 
 
 def firewall_status(instance: str) -> int:

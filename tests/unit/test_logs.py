@@ -198,6 +198,10 @@ def test_a_page_on_the_allowed_origin_may_read_the_request_id(settings, store, q
     assert answer.headers["X-Request-Id"]
 
 
-def test_binderq_up_logs_text_unless_told_otherwise():
-    assert logs.log_format_for_up({}) == "text"
-    assert logs.log_format_for_up({"BINDERQ_LOG_FORMAT": "json"}) == "json"
+def test_binderq_up_logs_text_unless_told_otherwise(monkeypatch):
+    from binderq.cli import settings_for_up
+
+    monkeypatch.delenv("BINDERQ_LOG_FORMAT", raising=False)
+    assert settings_for_up(Settings(), "127.0.0.1", 8000).log_format == "text"
+    monkeypatch.setenv("BINDERQ_LOG_FORMAT", "json")
+    assert settings_for_up(Settings(log_format="json"), "127.0.0.1", 8000).log_format == "json"
