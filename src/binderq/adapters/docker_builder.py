@@ -34,6 +34,8 @@ _STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12})$")
 # ... and its step's container: " ---> Running in 1a2b3c4d5e6f".
 _STEP_CONTAINER = re.compile(r"^ ---> Running in ([0-9a-f]{12})$")
 
+_STEP_MARK = " ---> "  # how both begin
+
 # Seconds between asking whether a running build should stop.
 STOP_CHECK_EVERY = 1.0
 
@@ -84,8 +86,9 @@ class DockerBuilder:
         watch.start()
         try:
             for line in _log_lines(stream, watch, limits):
-                made += _STEP_IMAGE.findall(line)
-                watch.step_container(_STEP_CONTAINER.findall(line))
+                if line.startswith(_STEP_MARK):  # cheap: a loud step prints millions of lines
+                    made += _STEP_IMAGE.findall(line)
+                    watch.step_container(_STEP_CONTAINER.findall(line))
                 on_line(line)
         except (docker.errors.APIError, docker.errors.BuildError,
                 docker.errors.InvalidRepository) as error:
