@@ -208,10 +208,12 @@ def test_the_sweep_drops_index_entries_of_forgotten_builds_and_times_untimed_fin
     store.builds.forget("gone")
     store.redis.hset(Keys.BUILD.format(id="kept"), "status", '"building"')
     store.redis.zadd(Keys.BUILDS, {"gone": 1})  # a forgotten build's entries, left over
-    store.redis.zadd(Keys.CLIENT_BUILDS.format(client='"client-a"'), {"gone": 1})
+    store.redis.zadd(Keys.CLIENT_BUILDS.format(client="client-a"), {"gone": 1})
     store.redis.hset(Keys.BUILD.format(id="old"), "status", '"succeeded"')  # from before TTLs
     assert store.builds.sweep_indexes() == 2
     assert {member.decode() for member in store.redis.zrange(Keys.BUILDS, 0, -1)} == \
         {"kept", "old"}
+    assert {member.decode() for member in store.redis.zrange(
+        Keys.CLIENT_BUILDS.format(client="client-a"), 0, -1)} == {"kept", "old"}
     assert 0 < store.redis.ttl(Keys.BUILD.format(id="old")) <= TTL
     assert store.redis.ttl(Keys.BUILD.format(id="kept")) == -1  # in progress: kept
