@@ -20,7 +20,7 @@ REDIS_SOCKET_TIMEOUT = 5.0
 def build_store(settings: Settings) -> RedisStore:
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT,
                                   socket_connect_timeout=1, health_check_interval=30)
-    return RedisStore(client, record_ttl=settings.record_ttl)
+    return RedisStore(client, record_ttl=settings.record_ttl, build_ttl=settings.build_ttl)
 
 
 def build_runtime(settings: Settings) -> DockerRuntime:

@@ -92,6 +92,14 @@ class Settings:
     deployment_key: str = ""
     # Log lines as JSON objects (for a log collector) or text (for a person reading a file).
     log_format: str = "json"
+    # Seconds a finished build (record, log) lives; then its image goes unless a staging uses
+    # it, and door-made stagings unused that long go too (services/collect.py).
+    build_ttl: int = 7 * 24 * 3600
+    # A build's log: bytes kept of one line (longer ones are cut), and in all.
+    build_log_line_bytes: int = 4096
+    build_log_bytes: int = 2 * 1024**2
+    # Seconds between collector runs (celery beat sends it).
+    collect_interval: float = 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -128,6 +136,7 @@ class Settings:
                      "client_builds_per_hour"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"BINDERQ_{name.upper()} must be 0 (no limit) or more")
+        _check_retention(self)
         if self.server_uid < 1:
             raise SettingsError("BINDERQ_SERVER_UID must be above 0: containers never run as root")
         if self.publish_ip in ("0.0.0.0", "::"):
@@ -154,6 +163,19 @@ class Settings:
     @property
     def public_url_base(self) -> str:
         return self.public_url.rstrip("/")
+
+
+def _check_retention(settings: Settings) -> None:
+    """Build retention and log caps that would keep nothing, or lose the log's notice."""
+    if settings.build_ttl < 1:
+        raise SettingsError("BINDERQ_BUILD_TTL must be at least 1 second")
+    if settings.build_log_line_bytes < 80:
+        raise SettingsError("BINDERQ_BUILD_LOG_LINE_BYTES must be at least 80")
+    if settings.build_log_bytes < settings.build_log_line_bytes:
+        raise SettingsError("BINDERQ_BUILD_LOG_BYTES must be at least "
+                            "BINDERQ_BUILD_LOG_LINE_BYTES")
+    if settings.collect_interval <= 0:
+        raise SettingsError("BINDERQ_COLLECT_INTERVAL must be above 0")
 
 
 def check_secret_key(secret_key: str) -> None:

@@ -23,12 +23,13 @@ __all__ = ["Keys", "PoolClaim", "RedisStore"]
 class RedisStore:
     """Every store of binderq's state, over one Redis client."""
 
-    def __init__(self, client: redis.Redis, *, record_ttl: int = 7 * 24 * 3600) -> None:
+    def __init__(self, client: redis.Redis, *, record_ttl: int = 7 * 24 * 3600,
+                 build_ttl: int = 7 * 24 * 3600) -> None:
         self.redis = client
         self.stagings = StagingStore(client)
         self.servers = ServerStore(client, record_ttl=record_ttl)
         self.pools = PoolStore(client)
-        self.builds = BuildStore(client)
+        self.builds = BuildStore(client, build_ttl=build_ttl)
         self.tokens = TokenStore(client)
         self.tasks = TaskStore(client)
         self.locks = LockStore(client)

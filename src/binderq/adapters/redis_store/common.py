@@ -43,6 +43,8 @@ class Keys:
     BUILD_KEY = "binderq:build-key:{key}"
     BUILDS_IN_PROGRESS = "binderq:builds:in-progress"
     BUILD_LOG = "binderq:build:{id}:log"
+    # Bytes a build's log lines have counted against BINDERQ_BUILD_LOG_BYTES.
+    BUILD_LOG_BYTES = "binderq:build:{id}:log-bytes"
     BUILD_STAGINGS = "binderq:build:{id}:stagings"
     # The clients (domain/access.client_key) that asked for a build, and each one's builds.
     BUILD_READERS = "binderq:build:{id}:readers"
