@@ -65,7 +65,8 @@ class Settings:
     build_cpu_shares: int = 1024
     build_timeout: float = 1800.0
     # Seconds the BinderHub door waits for a builds worker to start a queued build before
-    # its stream ends `failed` (the build stays queued, for a worker that comes later).
+    # its stream ends `failed` (the build stays queued, for a worker that comes later); a
+    # build's log stream waits this long plus build_timeout.
     build_queue_timeout: float = 600.0
     max_repo_bytes: int = 500 * 1024**2
     # How many builds may be in progress (queued or running) at once; more get 429 and fail.

@@ -160,14 +160,13 @@ LogEntry = tuple[str, dict[str, str]]
 # client's socket timeout (bootstrap.REDIS_SOCKET_TIMEOUT): a longer blocking read would
 # fail as if Redis were down.
 KEEPALIVE_MS = 4000
-# A follower waits for a build at most its time limit plus this long in the queue; then the
-# stream ends (the build goes on, and can be followed again).
-QUEUE_GRACE = 600.0
 
 
 def follow_deadline(settings: Settings) -> float:
-    """When, on time.monotonic's clock, a follower starting now stops waiting for a build."""
-    return time.monotonic() + settings.build_timeout + QUEUE_GRACE
+    """When, on time.monotonic's clock, a follower starting now stops waiting for a build:
+    its time in the queue (as long as the BinderHub door waits) and its time limit; then the
+    stream ends (the build goes on, and can be followed again)."""
+    return time.monotonic() + settings.build_queue_timeout + settings.build_timeout
 
 
 def follow_build(build_id: str, *, store: RedisStore, deadline: float,
