@@ -12,6 +12,8 @@ command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v git >/dev/null || need_apt+=(git)
 command -v iptables >/dev/null || need_apt+=(iptables)  # deploy/firewall.sh; the tests install it
 command -v wrk >/dev/null || need_apt+=(wrk)  # the benchmarks' load generator
+# tests/integration/test_browser.py: Playwright drives Debian's chromium (never `playwright install`)
+command -v chromium >/dev/null || need_apt+=(chromium)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)  # Debian splits it out
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -13,6 +13,7 @@ from typing import Any
 
 from binderq.adapters.docker_runtime import ContainerState, ImageInfo
 from binderq.domain.builds import BuildLimits
+from binderq.domain.collect import BuiltImage
 from binderq.domain.errors import BuildFailed, DependencyDown, ImageMissing, LaunchFailed
 from binderq.domain.spec import ServerSpec
 
@@ -124,6 +125,12 @@ class FakeBuilder:
     images: dict[str, dict[str, str]] = field(default_factory=dict)  # tag -> labels
     dockerfiles: list[str] = field(default_factory=list)
     during_step: Callable[[], None] = lambda: None
+    image_ids: dict[str, str] = field(default_factory=dict)  # tag -> id
+    untagged: list[BuiltImage] = field(default_factory=list)  # built images without a tag
+    used_by_containers: set[str] = field(default_factory=set)  # refused removals
+    removed: list[str] = field(default_factory=list)
+    # Lines each step prints after its "Step n/m" line.
+    step_output: list[str] = field(default_factory=list)
 
     def build_image(self, context: Path, dockerfile: str, tag: str, *,
                     expected_labels: dict[str, str], limits: BuildLimits,
@@ -133,6 +140,8 @@ class FakeBuilder:
         steps = dockerfile.strip().splitlines()
         for number, step in enumerate(steps, 1):
             on_line(f"Step {number}/{len(steps)} : {step}")
+            for line in self.step_output:
+                on_line(line)
             self.during_step()
             if should_stop():
                 raise BuildFailed("the build was stopped")
@@ -141,10 +150,25 @@ class FakeBuilder:
         if not steps[-1].startswith("LABEL "):
             raise BuildFailed("the image lacks its provenance labels")
         self.images[tag] = dict(expected_labels)
-        return "sha256:" + hashlib.sha256(dockerfile.encode()).hexdigest()
+        self.image_ids[tag] = "sha256:" + hashlib.sha256(dockerfile.encode()).hexdigest()
+        return self.image_ids[tag]
 
     def remove_image(self, tag: str) -> None:
         self.images.pop(tag, None)
+
+    def built_images(self, instance: str) -> list[BuiltImage]:
+        tagged = [BuiltImage(self.image_ids[tag], (tag,), labels["binderq.build.id"])
+                  for tag, labels in self.images.items()
+                  if labels.get("binderq.instance") == instance]
+        return tagged + list(self.untagged)
+
+    def remove_unused_image(self, reference: str) -> bool:
+        if reference in self.used_by_containers:
+            return False
+        self.removed.append(reference)
+        self.untagged = [image for image in self.untagged if image.id != reference]
+        self.images.pop(reference, None)
+        return True
 
 
 @dataclass

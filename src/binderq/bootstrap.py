@@ -10,7 +10,7 @@ from binderq.adapters.chp_proxy import ChpProxy
 from binderq.adapters.docker_builder import DockerBuilder
 from binderq.adapters.docker_runtime import DockerRuntime
 from binderq.adapters.redis_store import RedisStore
-from binderq.domain.spec import deployment_id
+from binderq.logs import configure_logging
 from binderq.settings import Settings
 
 # Seconds a Redis command may take before Redis counts as down (blocking reads stay below).
@@ -20,13 +20,13 @@ REDIS_SOCKET_TIMEOUT = 5.0
 def build_store(settings: Settings) -> RedisStore:
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT,
                                   socket_connect_timeout=1, health_check_interval=30)
-    return RedisStore(client, record_ttl=settings.record_ttl)
+    return RedisStore(client, record_ttl=settings.record_ttl, build_ttl=settings.build_ttl)
 
 
 def build_runtime(settings: Settings) -> DockerRuntime:
     return DockerRuntime(instance=settings.instance, publish_ip=settings.publish_ip,
                          docker_host=settings.docker_host, disk=settings.server_disk,
-                         deployment=deployment_id(settings.secret_key, settings.redis_url))
+                         deployment=settings.deployment_id)
 
 
 def build_builder(settings: Settings) -> DockerBuilder:
@@ -58,6 +58,7 @@ def create_wsgi_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or Settings.from_env()
     settings.validate()
+    configure_logging(settings.log_format)
     store = build_store(settings)
     queue = CeleryTaskQueue(build_celery(settings), store)
     return create_app(settings, store=store, queue=queue, proxy=build_proxy(settings),

@@ -15,6 +15,7 @@ LAUNCH_AUTH_MODES = ("open", "token")
 # lets anyone compute every server's token.
 MIN_SECRET_KEY_BYTES = 32
 ORPHAN_POLICIES = ("remove", "adopt")
+LOG_FORMATS = ("json", "text")
 
 
 class SettingsError(ValueError):
@@ -63,6 +64,10 @@ class Settings:
     build_memory: str = "2g"
     build_cpu_shares: int = 1024
     build_timeout: float = 1800.0
+    # Seconds the BinderHub door waits for a builds worker to start a queued build before
+    # its stream ends `failed` (the build stays queued, for a worker that comes later); a
+    # build's log stream waits this long plus build_timeout.
+    build_queue_timeout: float = 600.0
     max_repo_bytes: int = 500 * 1024**2
     # How many builds may be in progress (queued or running) at once; more get 429 and fail.
     max_builds: int = 10
@@ -71,6 +76,9 @@ class Settings:
     build_base_images: str = ""
     # What reconcile does with a labelled container Redis does not know: remove or adopt.
     orphans: str = "remove"
+    # Who made a container (its binderq.deployment label); empty: derived from the secret
+    # key and where Redis is. `binderq up` sets it from where its Redis keeps its data.
+    deployment: str = ""
     # Fair shares of one client (its token, else its address; the operator is exempt), each
     # answered 429 past it; 0 is no limit. See docs/security.md.
     client_max_servers: int = 10
@@ -83,6 +91,19 @@ class Settings:
     server_disk: str = "10g"
     # Most processes one build step may run at once.
     build_pids: int = 1024
+    # Made by `binderq up` for each start: the API signs X-Binderq-Challenge with it (answer
+    # X-Binderq-Proof), so `binderq up` can tell its own API from another on the same port.
+    deployment_key: str = ""
+    # Log lines as JSON objects (for a log collector) or text (for a person reading a file).
+    log_format: str = "json"
+    # Seconds a finished build (record, log) lives; then its image goes unless a staging uses
+    # it, and door-made stagings unused that long go too (services/collect.py).
+    build_ttl: int = 7 * 24 * 3600
+    # A build's log: bytes kept of one line (longer ones are cut), and in all.
+    build_log_line_bytes: int = 4096
+    build_log_bytes: int = 2 * 1024**2
+    # Seconds between collector runs (celery beat sends it).
+    collect_interval: float = 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -107,6 +128,8 @@ class Settings:
             raise SettingsError(f"BINDERQ_LAUNCH_AUTH must be one of {LAUNCH_AUTH_MODES}")
         if self.orphans not in ORPHAN_POLICIES:
             raise SettingsError(f"BINDERQ_ORPHANS must be one of {ORPHAN_POLICIES}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"BINDERQ_LOG_FORMAT must be one of {LOG_FORMATS}")
         if self.max_servers < 1:
             raise SettingsError("BINDERQ_MAX_SERVERS must be at least 1")
         if self.trusted_proxies < 0:
@@ -117,6 +140,7 @@ class Settings:
                      "client_builds_per_hour"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"BINDERQ_{name.upper()} must be 0 (no limit) or more")
+        _check_retention(self)
         if self.server_uid < 1:
             raise SettingsError("BINDERQ_SERVER_UID must be above 0: containers never run as root")
         if self.publish_ip in ("0.0.0.0", "::"):
@@ -143,6 +167,26 @@ class Settings:
     @property
     def public_url_base(self) -> str:
         return self.public_url.rstrip("/")
+
+    @property
+    def deployment_id(self) -> str:
+        """This deployment's binderq.deployment label (domain/spec.deployment_id)."""
+        from binderq.domain.spec import deployment_id
+
+        return self.deployment or deployment_id(self.secret_key, self.redis_url)
+
+
+def _check_retention(settings: Settings) -> None:
+    """Build retention and log caps that would keep nothing, or lose the log's notice."""
+    if settings.build_ttl < 1:
+        raise SettingsError("BINDERQ_BUILD_TTL must be at least 1 second")
+    if settings.build_log_line_bytes < 80:
+        raise SettingsError("BINDERQ_BUILD_LOG_LINE_BYTES must be at least 80")
+    if settings.build_log_bytes < settings.build_log_line_bytes:
+        raise SettingsError("BINDERQ_BUILD_LOG_BYTES must be at least "
+                            "BINDERQ_BUILD_LOG_LINE_BYTES")
+    if settings.collect_interval <= 0:
+        raise SettingsError("BINDERQ_COLLECT_INTERVAL must be above 0")
 
 
 def check_secret_key(secret_key: str) -> None:

@@ -80,8 +80,10 @@ CULL = TaskSpec("binderq.maintenance.cull", MAINTENANCE, TimeLimits(soft=108, ha
 RECONCILE = TaskSpec("binderq.maintenance.reconcile", MAINTENANCE,
                      TimeLimits(soft=108, hard=120))
 BUILD = TaskSpec("binderq.builds.build", BUILDS, build_limits)
+# Removes images and door-made stagings past BINDERQ_BUILD_TTL (services/collect.py).
+COLLECT = TaskSpec("binderq.maintenance.collect", MAINTENANCE, TimeLimits(soft=540, hard=600))
 
 TASKS: tuple[TaskSpec, ...] = (STAGE, LAUNCH, STOP, HEALTH_PING, REPLENISH, UPKEEP, CULL,
-                               RECONCILE, BUILD)
+                               RECONCILE, BUILD, COLLECT)
 QUEUES: tuple[str, ...] = (LAUNCHES, BUILDS, MAINTENANCE)
 

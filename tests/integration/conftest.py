@@ -6,6 +6,7 @@ integration tests share (wait_for, stage, fill_pool, make_repo ...) are here too
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -14,8 +15,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import docker.errors
 import pytest
 import redis
 import requests
@@ -159,12 +162,20 @@ def clean_runtime(runtime):
 @pytest.fixture(scope="session")
 def launch_worker(settings, logs_dir):
     """A real Celery worker on the launches and maintenance queues."""
+    with celery_worker(settings, "launches,maintenance", logs_dir / "worker.log",
+                       name=f"launch-{settings.instance}@%h") as process:
+        yield process
+
+
+@contextlib.contextmanager
+def celery_worker(settings: Settings, queues: str, log_path: Path, *, name: str,
+                  concurrency: int = 4) -> Iterator[subprocess.Popen]:
+    """A real Celery worker on queues, answering pings; stopped on exit."""
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "binderq.workers.main", "worker",
-         "-Q", "launches,maintenance", "--concurrency", "4", "--loglevel", "INFO",
-         "--hostname", f"launch-{settings.instance}@%h", "--without-mingle",
-         "--without-gossip"],
-        env=settings_env(settings), stdout=open(logs_dir / "worker.log", "ab"),  # noqa: SIM115
+         "-Q", queues, "--concurrency", str(concurrency), "--loglevel", "INFO",
+         "--hostname", name, "--without-mingle", "--without-gossip"],
+        env=settings_env(settings), stdout=open(log_path, "ab"),  # noqa: SIM115
         stderr=subprocess.STDOUT, start_new_session=True,
     )
     celery = build_celery(settings)
@@ -172,24 +183,48 @@ def launch_worker(settings, logs_dir):
 
     def answers() -> bool:
         try:
-            queue.ping_worker("launches", timeout=1)
+            queue.ping_worker(queues.split(",")[0], timeout=1)
             return True
         except Exception:
             return process.poll() is not None  # stop waiting on a crashed worker
 
-    wait_until(answers, timeout=60, what="the launch worker")
-    assert process.poll() is None, (logs_dir / "worker.log").read_text()[-3000:]
-    yield process
-    stop_process(process, timeout=20)
+    try:
+        wait_until(answers, timeout=60, what=f"the worker on {queues}")
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        yield process
+    finally:
+        stop_process(process, timeout=20)
+
+
+def remove_built_images(runtime: DockerRuntime, instance: str) -> None:
+    """Remove the instance's servers, then every image its builds made (servers first: they
+    hold their image); fail naming any image that stays."""
+    runtime.remove_instance()
+    left = []
+    for image in runtime.client.images.list(filters={"label": f"binderq.instance={instance}"}):
+        try:
+            runtime.client.images.remove(image.id, force=True)
+        except docker.errors.NotFound:
+            pass  # a tag of one removed just before
+        except docker.errors.APIError as error:
+            left.append(f"{image.tags}: {error}")
+    assert not left, f"built images could not be removed: {left}"
 
 
 @pytest.fixture(scope="session")
 def api_url(settings, logs_dir):
     """The API under real gunicorn, as production runs it."""
+    with gunicorn_api(settings, logs_dir / "gunicorn.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def gunicorn_api(settings: Settings, log_path: Path) -> Iterator[str]:
+    """The API under real gunicorn with settings; its URL; stopped on exit."""
     port = free_port()
     process = subprocess.Popen(
         gunicorn_command(WSGI_APP, f"127.0.0.1:{port}"),
-        env=settings_env(settings), stdout=open(logs_dir / "gunicorn.log", "ab"),  # noqa: SIM115
+        env=settings_env(settings), stdout=open(log_path, "ab"),  # noqa: SIM115
         stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
@@ -199,10 +234,12 @@ def api_url(settings, logs_dir):
         except requests.RequestException:
             return process.poll() is not None
 
-    wait_until(answers, timeout=30, what="gunicorn")
-    assert process.poll() is None, (logs_dir / "gunicorn.log").read_text()[-3000:]
-    yield url
-    stop_process(process)
+    try:
+        wait_until(answers, timeout=30, what="gunicorn")
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        yield url
+    finally:
+        stop_process(process)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -19,13 +18,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
-import docker.errors
 import pytest
 import requests
 
 from binderq.bootstrap import create_wsgi_app
-from binderq.processes import stop_process
-from tests.integration.conftest import OPERATOR, git, make_repo, run_code, wait_for
+from tests.integration.conftest import (
+    OPERATOR,
+    celery_worker,
+    git,
+    make_repo,
+    remove_built_images,
+    run_code,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,22 +41,10 @@ def build_settings(settings):
 
 @pytest.fixture(scope="module")
 def build_worker(build_settings, logs_dir, runtime):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "binderq.workers.main", "worker", "-Q", "builds",
-         "--concurrency", "1", "--without-mingle", "--without-gossip", "-n", "build@%h"],
-        env=build_settings.to_env(), stdout=open(logs_dir / "build-worker.log", "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT, start_new_session=True)
-    yield process
-    stop_process(process, timeout=20)
-    runtime.remove_instance()  # servers of built images first: they hold their image
-    left = []
-    for image in runtime.client.images.list(
-            filters={"label": f"binderq.instance={build_settings.instance}"}):
-        try:
-            runtime.client.images.remove(image.id, force=True)
-        except docker.errors.APIError as error:
-            left.append(f"{image.tags}: {error}")
-    assert not left, f"built images could not be removed: {left}"
+    with celery_worker(build_settings, "builds", logs_dir / "build-worker.log",
+                       name="build@%h", concurrency=1) as process:
+        yield process
+    remove_built_images(runtime, build_settings.instance)
 
 
 @pytest.fixture

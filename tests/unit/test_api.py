@@ -88,11 +88,23 @@ def test_invalid_staging_fields_are_422_naming_the_field(client, fields, field, 
     assert queue.sent == []
 
 
-@pytest.mark.parametrize("name", ["a b", "a/b", "-lead", "x" * 64, "é", ".hidden"])
-def test_invalid_staging_names_are_422(client, name):
-    response = client.put(f"/api/stagings/{name}", json={"image": IMAGE}, headers=OPERATOR)
+@pytest.mark.parametrize("name", ["a b", "-lead", "x" * 64, "é", ".hidden", "a:log"])
+@pytest.mark.parametrize("url", ["/api/stagings/{}", "/api/pools/{}"])
+def test_invalid_staging_names_are_422(client, name, url, queue):
+    response = client.put(url.format(name), json={"image": IMAGE, "size": 1},
+                          headers=OPERATOR)
     body = assert_error_format(response, 422)
     assert body["errors"][0]["field"] == "name"
+    assert queue.sent == []
+
+
+def test_a_name_is_one_path_segment(client):
+    """/api/stagings/a/b is no resource; PUT on a launch url is a method it does not allow."""
+    assert_error_format(client.put("/api/stagings/a/b", json={"image": IMAGE},
+                                   headers=OPERATOR), 404)
+    response = client.put("/api/stagings/a/servers", headers=OPERATOR)
+    assert_error_format(response, 405)
+    assert "POST" in response.headers["Allow"]
 
 
 def test_missing_field_code_is_missing_field(client):

@@ -111,6 +111,36 @@ def test_deleting_a_staging_drains_its_pool_without_needing_force(pooled, store,
     assert all(s.status == ServerStatus.STOPPING for s in store.servers.active())
 
 
+
+def test_a_server_started_while_its_staging_is_deleted_does_not_outlive_it(
+        store, queue, runtime, proxy, settings, monkeypatch):
+    """Upkeep may see the staging, reserve a server and launch it while the delete runs:
+    that server must be retired, not left ready in a pool nobody looks after."""
+    ready_staging(store, queue, runtime)
+    pools.set_pool_size("demo", 1, store=store, queue=queue, settings=settings)
+    forget = store.pools.forget
+
+    def upkeep_during_the_delete(name):
+        pools.replenish_pool(name, store=store, runtime=runtime, queue=queue,
+                             settings=settings)
+        run_queued_launches(store, queue, runtime, proxy, settings)
+        forget(name)
+
+    monkeypatch.setattr(store.pools, "forget", upkeep_during_the_delete)
+    deploy.delete_staging("demo", force=False, store=store, queue=queue)
+    (started,) = store.servers.active()
+    assert started.status == ServerStatus.STOPPING
+
+
+def test_upkeep_retires_pooled_servers_whose_pool_is_gone(pooled, store, queue, runtime,
+                                                          settings):
+    store.pools.forget("demo")
+    store.stagings.delete("demo")
+    pools.upkeep_all_pools(store=store, runtime=runtime, queue=queue, settings=settings)
+    assert [s.status for s in store.servers.active()] == [ServerStatus.STOPPING] * 2
+    assert queue.names().count("binderq.servers.stop") == 2
+
+
 # -- the API --------------------------------------------------------------------------------
 
 

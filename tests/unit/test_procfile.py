@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 
 from binderq import cli
+from binderq.flower import FLOWER_PROCESS
 from binderq.processes import proxy_options
 from binderq.tasks import TASKS
 
@@ -95,3 +96,9 @@ def test_the_procfile_proxy_has_the_options_binderq_up_gives_it():
     assert flags == {arg for arg in given if arg.startswith("--")}
     for flag in ("--ip", "--api-ip"):
         assert option(given, flag) == option(ours, flag) == "127.0.0.1"
+
+
+def test_the_procfile_flower_is_the_one_binderq_up_runs_on_loopback():
+    app, subcommand, options = celery_invocation(procfile()["flower"])
+    assert (subcommand, *options) == FLOWER_PROCESS["flower"]
+    assert "--address=127.0.0.1" in options

@@ -129,3 +129,38 @@ def test_a_launched_server_ends_ready_with_its_url_token_and_image(
     assert ready.phase == "ready"
     assert ready.details["url"].endswith(f"/user/{_queued_launch(queue)}/")
     assert ready.details["image"] == image and ready.details["token"]
+
+
+class RunningClock(FakeClock):
+    """Time that also passes each time the flow looks at it."""
+
+    def __call__(self) -> float:
+        self.now += 1000
+        return self.now
+
+
+def test_with_no_builds_worker_the_build_wait_ends_failed_by_its_queue_deadline(
+        store, queue, settings):
+    settings = settings.with_changes(build_queue_timeout=150)
+    clock = RunningClock()
+
+    events = _phases(_flow(store, queue, settings, clock))
+
+    assert [event.phase for event in events][-1] == "failed"
+    assert "no builds worker started build" in events[-1].message
+    assert "within 150 s" in events[-1].message
+    build = store.builds.recent(1)[0]
+    assert build.status == BuildStatus.QUEUED  # still there for a worker that comes later
+
+
+def test_a_started_build_is_not_held_to_the_queue_deadline(store, queue, settings):
+    settings = settings.with_changes(build_queue_timeout=150)
+    flow = _flow(store, queue, settings, RunningClock())
+    build = store.builds.recent(1)[0]
+    store.builds.move(build.id, BuildStatus.BUILDING, "building")
+    events = []
+    for event in flow:  # every look at the clock is past the queue deadline
+        events.append(event)
+        store.builds.move(build.id, BuildStatus.FAILED, "broken", error="broken")
+
+    assert events[-1].phase == "failed" and "broken" in events[-1].message

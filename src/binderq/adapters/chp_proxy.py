@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
 from binderq.domain.errors import DependencyDown
+
+log = logging.getLogger(__name__)
 
 
 class ChpProxy:
@@ -23,6 +26,7 @@ class ChpProxy:
     def add_route(self, path: str, target: str, **data: Any) -> None:
         """Send path (e.g. /user/abc/) to target; data is kept with the route."""
         self._call("POST", path, json={"target": target, **data})
+        log.info("route %s -> %s added", path, target, extra={"route": path, "target": target})
 
     def remove_route(self, path: str) -> None:
         """Remove a route; a route that is not there is already removed."""

@@ -15,8 +15,15 @@ import docker
 import docker.errors
 
 from binderq.adapters.build_cgroup import BuildPids
-from binderq.adapters.docker_engine import EngineConnection, engine_errors_as, ignore_gone, short
-from binderq.domain.builds import BuildLimits
+from binderq.adapters.docker_engine import (
+    EngineConnection,
+    engine_errors_as,
+    engine_trouble,
+    ignore_gone,
+    short,
+)
+from binderq.domain.builds import PROVENANCE_PREFIX, BuildLimits
+from binderq.domain.collect import BuiltImage
 from binderq.domain.errors import BinderqError, BuildFailed
 
 log = logging.getLogger(__name__)
@@ -26,6 +33,8 @@ _STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12})$")
 
 # ... and its step's container: " ---> Running in 1a2b3c4d5e6f".
 _STEP_CONTAINER = re.compile(r"^ ---> Running in ([0-9a-f]{12})$")
+
+_STEP_MARK = " ---> "  # how both begin
 
 # Seconds between asking whether a running build should stop.
 STOP_CHECK_EVERY = 1.0
@@ -77,8 +86,9 @@ class DockerBuilder:
         watch.start()
         try:
             for line in _log_lines(stream, watch, limits):
-                made += _STEP_IMAGE.findall(line)
-                watch.step_container(_STEP_CONTAINER.findall(line))
+                if line.startswith(_STEP_MARK):  # cheap: a loud step prints millions of lines
+                    made += _STEP_IMAGE.findall(line)
+                    watch.step_container(_STEP_CONTAINER.findall(line))
                 on_line(line)
         except (docker.errors.APIError, docker.errors.BuildError,
                 docker.errors.InvalidRepository) as error:
@@ -95,6 +105,30 @@ class DockerBuilder:
     def remove_image(self, tag: str) -> None:
         """Remove a built image; gone already is fine."""
         ignore_gone(lambda: self.client.api.remove_image(tag, force=True))
+
+    @engine_errors_as(engine_trouble)
+    def built_images(self, instance: str) -> list[BuiltImage]:
+        """The images builds of instance made (by their labels), tagged or not."""
+        build_id = f"{PROVENANCE_PREFIX}id"
+        found = self.client.images.list(
+            filters={"label": [f"binderq.instance={instance}", build_id]})
+        return [BuiltImage(image.id, tuple(image.tags), image.labels[build_id])
+                for image in found]
+
+    @engine_errors_as(engine_trouble)
+    def remove_unused_image(self, reference: str) -> bool:
+        """Remove an image, or only the tag reference when the image has others, never by
+        force: False (and it stays) while a container uses it, or when it is gone."""
+        try:
+            self.client.images.remove(reference)
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.APIError as error:
+            if error.status_code != 409:  # 409: a container (or a child image) uses it
+                raise
+            log.info("image %s stays: %s", reference, short(error))
+            return False
+        return True
 
     def _check_labels(self, tag: str, expected: dict[str, str]) -> str:
         image = self.client.images.get(tag)

@@ -42,6 +42,15 @@ class EngineConnection:
             raise DependencyDown("Docker engine", short(error)) from error
 
 
+def engine_id(docker_host: str, timeout: float = 5.0) -> str:
+    """The engine's own identity (`docker info`'s ID): one engine reached by two addresses
+    has one ID. DependencyDown if it does not answer."""
+    try:
+        return str(connect(docker_host, timeout).info()["ID"])
+    except (docker.errors.DockerException, requests.RequestException, KeyError) as error:
+        raise DependencyDown("Docker engine", short(error)) from error
+
+
 def connect(docker_host: str, timeout: float) -> docker.DockerClient:
     if docker_host:
         return docker.DockerClient(base_url=docker_host, timeout=timeout)

@@ -9,8 +9,9 @@ from urllib.parse import unquote
 
 from flask import jsonify
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from marshmallow import Schema, fields
 
+from binderq.api.blueprint import ANYONE, OPTIONAL_TOKEN, Blueprint
 from binderq.api.context import context
 from binderq.api.health import health_for
 from binderq.api.streams import KEEPALIVE, event_stream, sse
@@ -39,11 +40,25 @@ def _invalid(field: str, message: str) -> InvalidInput:
                                                                      message)])
 
 
+class ServiceCheckSchema(Schema):
+    service = fields.String()
+    ok = fields.Boolean()
+    error = fields.String()
+    latency_ms = fields.Float()
+
+
+class BinderHubHealthSchema(Schema):
+    ok = fields.Boolean()
+    checks = fields.List(fields.Nested(ServiceCheckSchema))
+
+
 @blp.route("/build/<provider>/<path:spec>")
 class BuildAndLaunch(MethodView):
     @blp.response(200, description="text/event-stream of {phase, message} events: "
                   "waiting, fetching, building, built, launching, then ready (with url, "
-                  "token and image) or failed")
+                  "token and image) or failed", content_type="text/event-stream")
+    @blp.errors(401, 403, 422, 429, 503)
+    @blp.security([*OPTIONAL_TOKEN, {"token_query": []}])
     def get(self, provider: str, spec: str):
         """Build (or find built), stage and launch a repository, as BinderHub streams it.
         Open launch auth: anyone. Token launch auth: the `build` and `launch` scopes, the
@@ -59,7 +74,9 @@ class BuildAndLaunch(MethodView):
 
 @blp.route("/health")
 class BinderHubHealth(MethodView):
-    @blp.response(200, description="BinderHub's health format")
+    @blp.response(200, BinderHubHealthSchema, description="BinderHub's health format")
+    @blp.alt_response(503, schema=BinderHubHealthSchema, description="A dependency is down")
+    @blp.security(ANYONE)
     def get(self):
         """Health as BinderHub answers it: {ok, checks: [{service, ok}]}."""
         ctx = context()

@@ -7,15 +7,16 @@ from typing import Any
 
 from flask import Response, jsonify, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from binderq.api.blueprint import Blueprint
 from binderq.api.context import context
-from binderq.api.stagings import NAME, StagingFieldsSchema, StrictSchema
+from binderq.api.stagings import StagingFieldsSchema, StrictSchema
 from binderq.api.streams import KEEPALIVE, event_stream, sse
 from binderq.domain.access import require_scope
 from binderq.domain.builds import BuildStatus, build_to_dict
 from binderq.domain.repos import MAX_REF_LENGTH, MAX_REPO_LENGTH
+from binderq.domain.staging_rules import NAME
 from binderq.services import builds
 
 blp = Blueprint("builds", __name__, url_prefix="/api/builds",
@@ -71,6 +72,7 @@ class Builds(MethodView):
     @blp.arguments(BuildInSchema)
     @blp.response(202, BuildSchema)
     @blp.alt_response(200, schema=BuildSchema, description="Built before: cached")
+    @blp.errors(400, 401, 403, 413, 429, 503)
     def post(self, fields: dict[str, Any]):
         """Build repo at ref (the `build` scope; with `staging`, the operator's token).
         Hostile URLs and refs are refused (422) before any git process starts."""
@@ -87,6 +89,7 @@ class Builds(MethodView):
 
     @blp.arguments(BuildListArgs, location="query")
     @blp.response(200, BuildSchema(many=True))
+    @blp.errors(401, 403, 503)
     def get(self, args: dict[str, Any]):
         """Builds, newest first (the `build` scope): the caller's own; the operator's, all."""
         ctx = context()
@@ -97,9 +100,10 @@ class Builds(MethodView):
         return [build_body(build) for build in found]
 
 
-@blp.route("/<build_id>")
+@blp.route("/<build_id:build_id>")
 class BuildById(MethodView):
     @blp.response(200, BuildSchema)
+    @blp.errors(401, 403, 404, 503)
     def get(self, build_id: str):
         """One build the caller asked for (the `build` scope); the operator's, any. Others'
         builds are 404."""
@@ -109,6 +113,7 @@ class BuildById(MethodView):
         return build_body(builds.get_build(build_id, caller=caller, store=ctx.store))
 
     @blp.response(202, BuildSchema)
+    @blp.errors(401, 403, 404, 409, 503)
     def delete(self, build_id: str):
         """Cancel a queued or running build the caller asked for (the `build` scope); 409
         if other clients asked for it too (the operator cancels any)."""
@@ -119,11 +124,12 @@ class BuildById(MethodView):
                                               settings=ctx.settings)), 202
 
 
-@blp.route("/<build_id>/logs")
+@blp.route("/<build_id:build_id>/logs")
 class BuildLogs(MethodView):
     @blp.response(200, description="The log so far as text/plain; with Accept: "
                   "text/event-stream, a live stream of `phase` and `log` events that ends "
                   "with `done`, carrying the Build")
+    @blp.errors(401, 403, 404, 503)
     def get(self, build_id: str):
         """The log of a build the caller asked for (the `build` scope); the operator's, any."""
         ctx = context()

@@ -7,7 +7,7 @@ from flask import Flask, Response, request
 
 ALLOWED_HEADERS = "Authorization, Content-Type"
 ALLOWED_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
-EXPOSED_HEADERS = "Location, Retry-After"
+EXPOSED_HEADERS = "Location, Retry-After, X-Request-Id"
 
 
 def enable_cors(app: Flask, allow_origin: str) -> None:

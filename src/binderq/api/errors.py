@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from binderq.domain.errors import (
@@ -63,6 +64,25 @@ _CODE_OF_MESSAGE = {
 }
 
 
+class ErrorDetailSchema(Schema):
+    """One problem of an error: which resource, which field, what kind (API.md's codes, and
+    `quota_exceeded` or `rate_limited` for a 429)."""
+
+    resource = fields.String(required=True)
+    field = fields.String(allow_none=True)
+    code = fields.String(required=True, metadata={"description": "missing, missing_field, "
+                         "invalid, already_exists, unprocessable, quota_exceeded, "
+                         "rate_limited ..."})
+    message = fields.String()
+
+
+class ErrorSchema(Schema):
+    """Every error the API answers (API.md): a message, and what was wrong in `errors`."""
+
+    message = fields.String(required=True)
+    errors = fields.List(fields.Nested(ErrorDetailSchema))
+
+
 def error_body(message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"message": message}
     if errors:
@@ -98,6 +118,22 @@ def handle_binderq_error(error: BinderqError) -> ResponseReturnValue:
     return response
 
 
+class PathRefused(HTTPException):
+    """A name or id in the path that is not one (api/paths.py), found while the request is
+    routed: werkzeug lets only HTTPExceptions through there. Answered as the domain error it
+    carries."""
+
+    code = 404
+
+    def __init__(self, error: BinderqError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def handle_path_refused(refused: PathRefused) -> ResponseReturnValue:
+    return handle_binderq_error(refused.error)
+
+
 def handle_http_exception(error: HTTPException) -> ResponseReturnValue:
     """werkzeug's and webargs' errors (400 bad JSON, 404, 405, 413, 422) as JSON."""
     status = error.code or 500
@@ -125,6 +161,7 @@ def handle_unexpected(error: Exception) -> ResponseReturnValue:
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(BinderqError, handle_binderq_error)
+    app.register_error_handler(PathRefused, handle_path_refused)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
 

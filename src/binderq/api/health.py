@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from binderq.api.blueprint import ANYONE, Blueprint
 from binderq.api.context import ApiContext, context
 from binderq.services.health import cached_health_report, public_health
 
@@ -30,6 +30,7 @@ class HealthSchema(Schema):
 class Health(MethodView):
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, schema=HealthSchema, description="A dependency is down")
+    @blp.security(ANYONE)
     def get(self):
         """Health (no authentication), from a report at most a few seconds old; answers
         within 2 s even when everything is down. Only the operator sees why a check

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import jsonify
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from binderq.api.blueprint import Blueprint
 from binderq.api.context import context
 from binderq.api.stagings import StrictSchema
 from binderq.domain.access import require_operator
@@ -30,6 +30,7 @@ class QueuedSchema(Schema):
 class Reconcile(MethodView):
     @blp.arguments(ReconcileArgs, location="query")
     @blp.response(202, QueuedSchema)
+    @blp.errors(401, 403, 503)
     def post(self, args):
         """Queue a reconcile; poll /api/tasks/{task_id} for the repairs it made."""
         ctx = context()

@@ -6,11 +6,11 @@ from dataclasses import asdict
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from binderq.api.blueprint import Blueprint
 from binderq.api.context import context
-from binderq.api.stagings import StrictSchema, checked_name
+from binderq.api.stagings import StrictSchema
 from binderq.domain.access import require_operator
 from binderq.services import pools
 
@@ -35,6 +35,7 @@ class PoolSchema(Schema):
 @blp.route("")
 class Pools(MethodView):
     @blp.response(200, PoolSchema(many=True))
+    @blp.errors(401, 403, 503)
     def get(self):
         """Every pool (operator)."""
         ctx = context()
@@ -42,29 +43,32 @@ class Pools(MethodView):
         return [asdict(pool) for pool in pools.list_pools(store=ctx.store)]
 
 
-@blp.route("/<path:staging>")
+@blp.route("/<staging_name:staging>")
 class PoolByStaging(MethodView):
     @blp.arguments(PoolInSchema)
     @blp.response(200, PoolSchema)
+    @blp.errors(400, 401, 403, 404, 413, 503)
     def put(self, fields: dict[str, Any], staging: str):
         """Set a staging's pool size (operator); servers start or stop to match."""
         ctx = context()
         require_operator(ctx.caller())
-        pool = pools.set_pool_size(checked_name(staging), fields["size"], store=ctx.store,
+        pool = pools.set_pool_size(staging, fields["size"], store=ctx.store,
                                    queue=ctx.queue, settings=ctx.settings)
         return asdict(pool)
 
     @blp.response(200, PoolSchema)
+    @blp.errors(401, 403, 404, 422, 503)
     def get(self, staging: str):
         """One pool (operator)."""
         ctx = context()
         require_operator(ctx.caller())
-        return asdict(pools.get_pool(checked_name(staging), store=ctx.store))
+        return asdict(pools.get_pool(staging, store=ctx.store))
 
     @blp.response(200, PoolSchema)
+    @blp.errors(401, 403, 404, 422, 503)
     def delete(self, staging: str):
         """Size 0: the pool's unclaimed servers are stopped (operator)."""
         ctx = context()
         require_operator(ctx.caller())
-        return asdict(pools.drain_pool(checked_name(staging), store=ctx.store,
+        return asdict(pools.drain_pool(staging, store=ctx.store,
                                        queue=ctx.queue))

@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from binderq.api.blueprint import OPTIONAL_TOKEN, Blueprint
 from binderq.api.context import context
-from binderq.api.stagings import StrictSchema, checked_name
+from binderq.api.stagings import StrictSchema
 from binderq.domain.access import require_operator, require_operator_or_server_token
 from binderq.domain.applications import KINDS
 from binderq.domain.models import Server, ServerStatus, jsonable
@@ -59,14 +59,16 @@ def server_body(server: Server, token: str | None = None) -> dict[str, Any]:
     return body
 
 
-@blp.route("/stagings/<path:name>/servers")
+@blp.route("/stagings/<staging_name:name>/servers")
 class StagingServers(MethodView):
     @blp.response(202, ServerSchema)
     @blp.alt_response(201, schema=ServerSchema, description="Launched from the pool: ready")
-    @blp.alt_response(429, description="At capacity; see Retry-After")
+    @blp.errors(401, 403, 404, 409, 422, 429, 503)
+    @blp.security(OPTIONAL_TOKEN)
     def post(self, name: str):
-        """Launch a server of a staging; poll its Location until `ready`."""
-        launch = context().launch(checked_name(name))
+        """Launch a server of a staging; poll its Location until `ready`. A public staging
+        needs no token under open launch auth; otherwise the `launch` scope."""
+        launch = context().launch(name)
         status = 201 if launch.server.pooled else 202
         return (server_body(launch.server, launch.token), status,
                 {"Location": f"/api/servers/{launch.server.id}"})
@@ -76,6 +78,7 @@ class StagingServers(MethodView):
 class Servers(MethodView):
     @blp.arguments(ServerListArgs, location="query")
     @blp.response(200, ServerSchema(many=True))
+    @blp.errors(401, 403, 503)
     def get(self, args: dict[str, Any]):
         """Servers, newest first, by staging and status (operator)."""
         ctx = context()
@@ -88,9 +91,10 @@ class Servers(MethodView):
         return [server_body(server) for server in found]
 
 
-@blp.route("/servers/<server_id>")
+@blp.route("/servers/<server_id:server_id>")
 class ServerById(MethodView):
     @blp.response(200, ServerSchema)
+    @blp.errors(401, 404, 503)
     def get(self, server_id: str):
         """One server (operator, or the holder of its token)."""
         ctx = context()
@@ -98,6 +102,7 @@ class ServerById(MethodView):
         return server_body(servers.get_server(server_id, store=ctx.store))
 
     @blp.response(202, ServerSchema)
+    @blp.errors(401, 404, 503)
     def delete(self, server_id: str):
         """Stop a server: `stopping`, then `stopped` (operator, or the holder of its token)."""
         ctx = context()

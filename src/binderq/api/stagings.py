@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import (
     RAISE,
     Schema,
@@ -17,11 +16,12 @@ from marshmallow import (
     validates_schema,
 )
 
+from binderq.api.blueprint import Blueprint
 from binderq.api.context import context
+from binderq.api.paths import BUILD_ID
 from binderq.domain.access import require_operator
 from binderq.domain.applications import KINDS, unchecked_token_problem
 from binderq.domain.builds import provenance_source
-from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.models import Resources, Staging, to_dict
 from binderq.domain.spec import memory_bytes
 from binderq.domain.staging_rules import (
@@ -32,7 +32,6 @@ from binderq.domain.staging_rules import (
     MAX_ENV,
     MAX_SERVICES,
     MAX_TARGET,
-    NAME,
     PROBE_PATH,
     SERVICE_HELP,
     SERVICE_NAME,
@@ -181,8 +180,10 @@ class StagingInSchema(StagingFieldsSchema):
     """The fields of a staging that a PUT sets: `image` or `build` (the id of a succeeded
     build, whose image and source it takes), and the others."""
 
+    OPENAPI_EXTRA = {"oneOf": [{"required": ["image"]}, {"required": ["build"]}]}
+
     image = image_field()
-    build = fields.String(validate=validate.Regexp(r"^[0-9a-f]{1,64}$", error="a build id"),
+    build = fields.String(validate=validate.Regexp(BUILD_ID.pattern, error="a build id"),
                           metadata={"description": "a succeeded build's id, instead of image"})
 
     @validates_schema
@@ -245,17 +246,10 @@ def staging_body(staging: Staging) -> dict[str, Any]:
     return body
 
 
-def checked_name(name: str) -> str:
-    if not NAME.match(name):
-        raise InvalidInput("Staging", errors=[FieldError(
-            "name", "invalid", "1-63 letters, digits, '.', '_' or '-', starting with a "
-                               "letter or digit")])
-    return name
-
-
 @blp.route("")
 class Stagings(MethodView):
     @blp.response(200, StagingSchema(many=True))
+    @blp.errors(401, 403, 503)
     def get(self):
         """Every staging (operator)."""
         ctx = context()
@@ -263,19 +257,20 @@ class Stagings(MethodView):
         return [staging_body(staging) for staging in ctx.store.stagings.list()]
 
 
-@blp.route("/<path:name>")
+@blp.route("/<staging_name:name>")
 class StagingByName(MethodView):
     @blp.arguments(StagingInSchema)
     @blp.response(200, StagingSchema)
     @blp.alt_response(202, schema=StagingSchema, description="Accepted: the image is being "
                       "checked on the Docker engine (status `staging`)")
+    @blp.errors(400, 401, 403, 409, 413, 503)
     def put(self, fields: dict[str, Any], name: str):
         """Create or replace a staging (operator). 202 while it is staged; 200 if unchanged."""
         ctx = context()
         require_operator(ctx.caller())
         if "build" in fields:
             fields = stagings.with_build_image(fields, store=ctx.store)
-        change = stagings.put_staging(checked_name(name), fields, store=ctx.store,
+        change = stagings.put_staging(name, fields, store=ctx.store,
                                       queue=ctx.queue)
         body = {**staging_body(change.staging), "task_id": change.task_id}
         if change.outcome == "unchanged":
@@ -283,17 +278,19 @@ class StagingByName(MethodView):
         return body, 202, {"Location": url_for("stagings.StagingByName", name=name)}
 
     @blp.response(200, StagingSchema)
+    @blp.errors(401, 403, 404, 422, 503)
     def get(self, name: str):
         """One staging (operator)."""
         ctx = context()
         require_operator(ctx.caller())
-        return staging_body(stagings.get_staging(checked_name(name), store=ctx.store))
+        return staging_body(stagings.get_staging(name, store=ctx.store))
 
     @blp.arguments(DeleteArgs, location="query")
     @blp.response(204)
+    @blp.errors(401, 403, 404, 409, 503)
     def delete(self, args: dict[str, Any], name: str):
         """Delete a staging (operator); 409 while servers run, unless ?force=true."""
         ctx = context()
         require_operator(ctx.caller())
-        deploy.delete_staging(checked_name(name), force=args["force"], store=ctx.store,
+        deploy.delete_staging(name, force=args["force"], store=ctx.store,
                                queue=ctx.queue)

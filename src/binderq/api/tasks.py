@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from binderq.api.blueprint import Blueprint
 from binderq.api.context import context
 from binderq.domain.access import require_operator
 from binderq.domain.errors import NotFound
@@ -23,9 +23,10 @@ class TaskSchema(Schema):
     error = fields.String(allow_none=True)
 
 
-@blp.route("/<task_id>")
+@blp.route("/<task_id:task_id>")
 class TaskById(MethodView):
     @blp.response(200, TaskSchema)
+    @blp.errors(401, 403, 404, 503)
     def get(self, task_id: str):
         """One task binderq queued (operator)."""
         ctx = context()

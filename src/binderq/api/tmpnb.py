@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import jsonify
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from binderq import __version__
+from binderq.api.blueprint import ANYONE, OPTIONAL_TOKEN, RETRY_AFTER, Blueprint
 from binderq.api.context import ApiContext, context
+from binderq.api.errors import ErrorSchema
 from binderq.domain.errors import NotFound, PoolEmpty
 from binderq.domain.spec import server_path
 from binderq.services.stagings import get_staging
@@ -19,6 +20,10 @@ blp = Blueprint("tmpnb", __name__, url_prefix="/api",
 
 class SpawnSchema(Schema):
     url = fields.String(metadata={"description": "/user/{id}/?token=..."})
+
+
+class FullSchema(Schema):
+    status = fields.String(required=True, metadata={"enum": ["full"]})
 
 
 class StatsSchema(Schema):
@@ -37,9 +42,15 @@ def default_staging_name(ctx: ApiContext) -> str:
 @blp.route("/spawn/")
 class Spawn(MethodView):
     @blp.response(200, SpawnSchema)
-    @blp.alt_response(429, description='The pool is empty: {"status": "full"}')
+    @blp.alt_response(429, schema={"oneOf": [FullSchema, ErrorSchema]}, description=(
+        'The pool is empty: {"status": "full"}, as tmpnb answered; or past a '
+        "fair share or rate, in the error format"),
+        headers=RETRY_AFTER)
+    @blp.errors(401, 403, 404, 409, 503)
+    @blp.security(OPTIONAL_TOKEN)
     def post(self):
-        """A server from the default staging's pool, as tmpnb answered (no cold start)."""
+        """A server from the default staging's pool, as tmpnb answered (no cold start): the
+        same launch rule as every door."""
         ctx = context()
         try:
             launch = ctx.launch(default_staging_name(ctx), cold=False)
@@ -54,6 +65,8 @@ class Spawn(MethodView):
 @blp.route("/stats")
 class Stats(MethodView):
     @blp.response(200, StatsSchema)
+    @blp.errors(404, 503)
+    @blp.security(ANYONE)
     def get(self):
         """tmpnb's stats: servers available in the pool, its capacity, the image."""
         ctx = context()

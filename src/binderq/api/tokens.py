@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from binderq.api.blueprint import Blueprint
 from binderq.api.context import context
 from binderq.api.stagings import StrictSchema
 from binderq.domain.access import SCOPES, require_operator
@@ -35,6 +35,7 @@ class TokenSchema(Schema):
 class Tokens(MethodView):
     @blp.arguments(TokenInSchema)
     @blp.response(201, TokenSchema)
+    @blp.errors(400, 401, 403, 413, 503)
     def post(self, fields: dict[str, Any]):
         """Issue a user token (operator); the token is shown once."""
         ctx = context()
@@ -42,9 +43,10 @@ class Tokens(MethodView):
         return tokens.issue_token(fields["scopes"], fields["note"], store=ctx.store)
 
 
-@blp.route("/<token_id>")
+@blp.route("/<token_id:token_id>")
 class TokenById(MethodView):
     @blp.response(204)
+    @blp.errors(401, 403, 404, 503)
     def delete(self, token_id: str):
         """Revoke a user token (operator)."""
         ctx = context()

@@ -63,6 +63,42 @@ def attempts_exhausted(build: Build) -> str | None:
             "and if it fails the same way, the repository is the likely cause")
 
 
+# Seconds a refused build (over a limit: it never ran) stays readable, at most.
+REFUSED_BUILD_TTL = 3600
+
+
+def refused_build_ttl(build_ttl: int) -> int:
+    """How long a build refused at the door is kept: an hour, or less if builds live less."""
+    return min(REFUSED_BUILD_TTL, build_ttl)
+
+
+# Bytes a log line costs besides its text: Redis keeps each in a stream entry of its own
+# (measured 11 to 27 bytes each), so a log of tiny lines is bounded as well as one of long ones.
+LOG_LINE_CHARGE = 32
+
+
+def log_line_cost(line: str) -> int:
+    """What a kept line counts against a build's log limit (BINDERQ_BUILD_LOG_BYTES)."""
+    return len(line.encode()) + LOG_LINE_CHARGE
+
+
+def cut_line(line: str, limit: int) -> str:
+    """line if it has at most limit bytes (UTF-8); else its first bytes, up to a character's
+    end, and a marker that says how long it was, limit bytes in all."""
+    data = line.encode()
+    if len(data) <= limit:
+        return line
+    marker = f" [line cut: {len(data)} bytes, BINDERQ_BUILD_LOG_LINE_BYTES]"
+    return data[:limit - len(marker)].decode(errors="ignore") + marker
+
+
+def truncation_notice(limit: int) -> str:
+    """The last line a build's log keeps once it holds limit bytes."""
+    return (f"[binderq] log truncated after {limit} bytes (BINDERQ_BUILD_LOG_BYTES, "
+            f"{LOG_LINE_CHARGE} more counted per line): the build goes on; its later lines "
+            "are not kept")
+
+
 @dataclass(frozen=True)
 class BuildLimits:
     """What one build may use: bytes of memory (swap included), a CPU share, seconds."""

@@ -31,9 +31,13 @@ from binderq.domain.builds import (
     build_cache_key,
     build_spec,
     choose_config_dir,
+    cut_line,
     image_name,
+    log_line_cost,
     provenance_labels,
+    refused_build_ttl,
     staging_from_build,
+    truncation_notice,
     with_labels,
 )
 from binderq.domain.errors import BinderqError, Conflict, NotFound, QuotaExceeded, TooManyBuilds
@@ -41,6 +45,7 @@ from binderq.domain.models import utcnow
 from binderq.domain.shares import share_of
 from binderq.domain.spec import memory_bytes
 from binderq.domain.tokens import new_task_id
+from binderq.services import observe
 from binderq.services.build_rules import check_build_rules
 from binderq.services.pools import check_pool_size, set_pool_size
 from binderq.services.ports import Builder, Repositories, TaskQueue
@@ -88,7 +93,8 @@ def request_build(repo: str, ref: str, staging: dict[str, Any] | None, *, caller
                               client_limit=share.max_builds) is not None:
             raise TooManyBuilds(limit=settings.max_builds, build_id=build.id)
     except (TooManyBuilds, QuotaExceeded) as refused:
-        _fail(store, build, refused.message, settings)
+        _fail(store, build, refused.message, settings,
+              keep_for=refused_build_ttl(settings.build_ttl))  # it never ran: an hour is enough
         raise
     store.builds.append_log(build.id, phase=str(BuildStatus.QUEUED),
                             message="waiting for a builds worker")
@@ -154,14 +160,13 @@ LogEntry = tuple[str, dict[str, str]]
 # client's socket timeout (bootstrap.REDIS_SOCKET_TIMEOUT): a longer blocking read would
 # fail as if Redis were down.
 KEEPALIVE_MS = 4000
-# A follower waits for a build at most its time limit plus this long in the queue; then the
-# stream ends (the build goes on, and can be followed again).
-QUEUE_GRACE = 600.0
 
 
 def follow_deadline(settings: Settings) -> float:
-    """When, on time.monotonic's clock, a follower starting now stops waiting for a build."""
-    return time.monotonic() + settings.build_timeout + QUEUE_GRACE
+    """When, on time.monotonic's clock, a follower starting now stops waiting for a build:
+    its time in the queue (as long as the BinderHub door waits) and its time limit; then the
+    stream ends (the build goes on, and can be followed again)."""
+    return time.monotonic() + settings.build_queue_timeout + settings.build_timeout
 
 
 def follow_build(build_id: str, *, store: RedisStore, deadline: float,
@@ -223,16 +228,18 @@ def run_build(build_id: str, *, store: RedisStore, git: Repositories, builder: B
                 return store.builds.get(build.id)  # cancelled meanwhile
             builder.build_image(checkout, dockerfile, image, expected_labels=labels,
                                 limits=_build_limits(settings),
-                                on_line=lambda line: store.builds.append_log(build.id,
-                                                                             line=line),
+                                on_line=BuildLog(build.id, store, settings).add,
                                 should_stop=lambda: _is_cancelled(store, build.id))
     except (BinderqError, SpecError) as error:
         return _fail(store, build, f"{step} failed: {error}", settings)
     done = store.builds.move(build.id, BuildStatus.SUCCEEDED, f"built {image}",
                              finished_at=utcnow())
+    observe.build_finished(done, store=store)
     if done is None:  # cancelled as it finished: the image goes too
         builder.remove_image(image)
     else:
+        store.builds.key_lives_with_build(build_cache_key(done, settings.notebook_image),
+                                          done.id)
         stage_built(done, store=store, queue=queue, settings=settings)
     return store.builds.get(build.id)
 
@@ -260,8 +267,8 @@ def stage_built(build: Build, *, store: RedisStore, queue: TaskQueue,
             _stage(build, staging, store=store, queue=queue, settings=settings)
         except BinderqError as error:
             log.warning("build %s: staging %s failed: %s", build.id, staging["name"], error)
-            store.builds.append_log(build.id, line=f"[binderq] staging {staging['name']} "
-                                                   f"failed: {error}")
+            BuildLog(build.id, store, settings).add(
+                f"[binderq] staging {staging['name']} failed: {error}")
 
 
 def fail_build(build_id: str, reason: str, *, store: RedisStore,
@@ -295,14 +302,40 @@ def read_spec(checkout: Path, *, base_image: str) -> BuildSpec:
     return build_spec(config_dir, files, base_image=base_image)
 
 
+class BuildLog:
+    """A build's log lines as a builds worker keeps them: each cut to
+    BINDERQ_BUILD_LOG_LINE_BYTES, and all within BINDERQ_BUILD_LOG_BYTES (counted in Redis,
+    so a build run again does not start afresh). Once the log is full, later lines are
+    dropped here, without asking Redis: a build that prints 50 MB costs it one notice."""
+
+    def __init__(self, build_id: str, store: RedisStore, settings: Settings) -> None:
+        self._build_id = build_id
+        self._store = store
+        self._line_bytes = settings.build_log_line_bytes
+        self._limit = settings.build_log_bytes
+        self.full = False
+
+    def add(self, line: str) -> None:
+        """Keep line, cut if long, unless the log is full."""
+        if self.full:
+            return
+        kept = cut_line(line, self._line_bytes)
+        self.full = not self._store.builds.append_line(
+            self._build_id, kept, cost=log_line_cost(kept), limit=self._limit,
+            notice=truncation_notice(self._limit))
+
+
 def _is_cancelled(store: RedisStore, build_id: str) -> bool:
     build = store.builds.get(build_id)
     return build is None or build.status == BuildStatus.CANCELLED
 
 
-def _fail(store: RedisStore, build: Build, reason: str, settings: Settings) -> Build | None:
+def _fail(store: RedisStore, build: Build, reason: str, settings: Settings, *,
+          keep_for: int | None = None) -> Build | None:
     log.warning("build %s failed: %s", build.id, reason)
-    store.builds.move(build.id, BuildStatus.FAILED, reason, error=reason, finished_at=utcnow())
+    failed = store.builds.move(build.id, BuildStatus.FAILED, reason, keep_for=keep_for,
+                               error=reason, finished_at=utcnow())
+    observe.build_finished(failed, store=store)
     store.builds.release_key(build_cache_key(build, settings.notebook_image), build.id)
     return store.builds.get(build.id)
 

@@ -6,13 +6,15 @@ it decided on proved stale. Also deletes a staging with its pool and servers."""
 from __future__ import annotations
 
 import threading
+import time
 
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.access import Caller, require_launch_right
 from binderq.domain.errors import Conflict, PoolEmpty, StaleStaging
-from binderq.domain.models import Staging
+from binderq.domain.models import Server, Staging
 from binderq.domain.pools import is_pooled_unclaimed
 from binderq.domain.shares import NO_SHARE, ClientShare, share_of
+from binderq.services import observe
 from binderq.services.pools import claim_from_pool, retire_unclaimed
 from binderq.services.ports import TaskQueue
 from binderq.services.servers import Launch, request_cold_launch, request_stop
@@ -50,6 +52,7 @@ def launch(name: str, *, caller: Caller, store: RedisStore, queue: TaskQueue,
     right checked again, and the launch tried once more. cold=False takes only a pooled
     server (tmpnb's door) and raises PoolEmpty when there is none.
     """
+    started = time.perf_counter()
     cache = stagings or StagingCache()
     share = share_of(caller, max_servers=settings.client_max_servers,
                      max_builds=settings.client_max_builds)
@@ -57,10 +60,13 @@ def launch(name: str, *, caller: Caller, store: RedisStore, queue: TaskQueue,
         staging = cache.get(name, store, fresh=fresh)
         require_launch_right(caller, public=staging.public, launch_auth=settings.launch_auth)
         try:
-            return request_launch(staging, store=store, queue=queue, settings=settings,
-                                  cold=cold, share=share)
+            launched = request_launch(staging, store=store, queue=queue, settings=settings,
+                                      cold=cold, share=share)
         except StaleStaging:
             continue
+        if launched.server.pooled:
+            observe.pooled_launch_answered(time.perf_counter() - started, store=store)
+        return launched
     raise StaleStaging(name)  # changed twice within one request: let the client retry
 
 
@@ -88,16 +94,25 @@ def request_launch(staging: Staging | str, *, store: RedisStore, queue: TaskQueu
 
 
 def delete_staging(name: str, *, force: bool, store: RedisStore, queue: TaskQueue) -> None:
-    """Remove a staging and drain its pool; servers in use block it unless forced."""
+    """Remove a staging and drain its pool; servers in use block it unless forced.
+
+    The record goes first, the servers after: a launch that reads the staging from then on
+    fails, and one that read it before had its server reserved already, so the sweep finds
+    it (swept first, a server reserved meanwhile by upkeep became ready and ran on, unseen).
+    """
     get_staging(name, store=store)
-    running = [server for server in store.servers.active()
-               if server.staging == name and not is_pooled_unclaimed(server)]
-    if running and not force:
-        raise Conflict("Staging", f"staging {name!r} has {len(running)} running server(s); "
+    in_use = _servers_in_use(name, store=store)
+    if in_use and not force:
+        raise Conflict("Staging", f"staging {name!r} has {len(in_use)} running server(s); "
                                   "stop them first or delete with ?force=true")
-    retire_unclaimed(name, "retired from the pool: its staging was deleted", store=store,
-                     queue=queue)
-    for server in running:
-        request_stop(server.id, store=store, queue=queue)
     store.pools.forget(name)
     store.stagings.delete(name)
+    retire_unclaimed(name, "retired from the pool: its staging was deleted", store=store,
+                     queue=queue)
+    for server in _servers_in_use(name, store=store):
+        request_stop(server.id, store=store, queue=queue)
+
+
+def _servers_in_use(staging_name: str, *, store: RedisStore) -> list[Server]:
+    return [server for server in store.servers.active()
+            if server.staging == staging_name and not is_pooled_unclaimed(server)]

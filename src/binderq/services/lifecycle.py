@@ -36,10 +36,10 @@ from binderq.domain.spec import (
     LABEL_POOLED,
     LABEL_STAGING,
     LABEL_STAGING_VERSION,
-    deployment_id,
     server_of_route,
     server_path,
 )
+from binderq.services import observe
 from binderq.services.builds import fail_build
 from binderq.services.ports import Container, Proxy, Runtime, TaskQueue
 from binderq.services.servers import server_url
@@ -105,6 +105,7 @@ def cull_idle_servers(*, store: RedisStore, proxy: Proxy, queue: TaskQueue,
             if store.servers.transition(cull.server_id, [ServerStatus.READY],
                                         status=ServerStatus.STOPPING, error=cull.reason):
                 log.info("server %s %s", cull.server_id, cull.reason)
+                observe.server_culled(store=store)
                 queue.enqueue(STOP.name, cull.server_id)
         return culls
 
@@ -193,7 +194,7 @@ def reconcile(*, store: RedisStore, runtime: Runtime, proxy: Proxy, queue: TaskQ
         if not acquired:
             return None
         epoch, _ = store.epochs.current()
-        deployment = deployment_id(settings.secret_key, settings.redis_url)
+        deployment = settings.deployment_id
         observed_at = utcnow()
         containers = [_observed(container) for container in runtime.server_containers()]
         routes = set(proxy.routes())

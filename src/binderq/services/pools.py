@@ -173,9 +173,13 @@ def replenish_pool(staging_name: str, *, store: RedisStore, runtime: Runtime, qu
 
 def upkeep_all_pools(*, store: RedisStore, runtime: Runtime, queue: TaskQueue,
                      settings: Settings) -> dict[str, PoolPlan | None]:
-    """Replenish every pool (celery beat runs this)."""
+    """Replenish every pool (celery beat runs this), and retire pooled servers whose pool
+    is gone: a staging deleted while upkeep was starting a server for it."""
+    orphaned = {server.staging for server in store.servers.active()
+                if is_pooled_unclaimed(server)}
+    names = sorted(set(store.pools.names()) | orphaned)
     return {name: replenish_pool(name, store=store, runtime=runtime, queue=queue,
-                                 settings=settings) for name in store.pools.names()}
+                                 settings=settings) for name in names}
 
 
 def _upkeep_once(staging_name: str, *, store: RedisStore, runtime: Runtime, queue: TaskQueue,

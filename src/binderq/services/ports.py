@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # for annotations only
 
     from binderq.domain.applications import Probe
     from binderq.domain.builds import BuildLimits
+    from binderq.domain.collect import BuiltImage
     from binderq.domain.spec import ServerSpec
 
 
@@ -76,6 +77,8 @@ class Builder(Protocol):
                     on_line: Callable[[str], None],
                     should_stop: Callable[[], bool] = ...) -> str: ...
     def remove_image(self, tag: str) -> None: ...
+    def built_images(self, instance: str) -> list[BuiltImage]: ...
+    def remove_unused_image(self, reference: str) -> bool: ...
 
 
 class Repositories(Protocol):

@@ -65,7 +65,7 @@ def build_and_launch(repo: str, ref: str, *, caller: Caller, store: RedisStore,
         build = builds.request_build(repo, ref, None, caller=caller, store=store,
                                      queue=queue, git=git, settings=settings)
     except (TooManyBuilds, QuotaExceeded) as error:  # BinderHub says so in the stream
-        return iter([Progress("failed", error.message)])
+        return iter([Progress("failed", error.message, _retry_after(error))])
     flow = _Flow(caller, store, queue, settings, cache or deploy.StagingCache(),
                  waits or Waits())
     return flow.run(build)
@@ -97,18 +97,26 @@ class _Flow:
                                    stagings=self.cache)
             server = yield from self._until_ready(launch.server.id)
         except BinderqError as error:
-            yield Progress("failed", str(error))
+            yield Progress("failed", str(error), _retry_after(error))
             return
         yield Progress("ready", "server ready", {"url": server.url, "token": launch.token,
                                                  "image": build.image})
 
     def _follow_build(self, build_id: str) -> Iterator[Progress]:
-        """The build's phases and log lines until it is final; returns the succeeded build."""
+        """The build's phases and log lines until it is final; returns the succeeded build.
+        LaunchFailed if no builds worker starts it by its queue deadline."""
+        queue_deadline = self.waits.clock() + self.settings.build_queue_timeout
+        started = False
         for entries in builds.follow_build(build_id, store=self.store,
                                            deadline=builds.follow_deadline(self.settings)):
             yield from (_progress_of(entry) for _, entry in entries)
             if not entries:
                 yield HEARTBEAT
+            started = started or self._build_started(build_id)
+            if not started and self.waits.clock() > queue_deadline:
+                raise LaunchFailed(f"no builds worker started build {build_id} within "
+                                   f"{self.settings.build_queue_timeout:.0f} s (it stays "
+                                   "queued); is a builds worker running? Try again later")
         build = self.store.builds.get(build_id)
         if build is not None and not build.status.is_final:
             raise LaunchFailed(f"build {build_id} did not finish in time; is a builds "
@@ -117,6 +125,10 @@ class _Flow:
             raise LaunchFailed(build.error or f"build {build.status}" if build
                                else f"build {build_id} vanished")
         return build
+
+    def _build_started(self, build_id: str) -> bool:
+        build = self.store.builds.get(build_id)
+        return build is None or build.status != BuildStatus.QUEUED
 
     def _staged(self, build: Build) -> Iterator[Progress]:
         """The built image's staging (made, or found unchanged), once ready."""
@@ -155,6 +167,13 @@ class _Flow:
                 quiet_since = self.waits.clock()
                 yield HEARTBEAT
             self.waits.sleep(POLL)
+
+
+def _retry_after(error: BinderqError) -> dict[str, Any]:
+    """A refusal that passes (capacity, a fair share) says when to try again, as the
+    429's Retry-After would: the launch page counts it down and retries."""
+    seconds = getattr(error, "retry_after", None)
+    return {"retry_after": seconds} if seconds else {}
 
 
 def _check_launching(server: Server | None, server_id: str) -> None:

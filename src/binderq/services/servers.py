@@ -20,9 +20,10 @@ from binderq.domain.models import (
 )
 from binderq.domain.pools import FAILURE_WINDOW
 from binderq.domain.shares import NO_SHARE, ClientShare
-from binderq.domain.spec import ServerSpec, deployment_id, server_path, server_spec
+from binderq.domain.spec import ServerSpec, server_path, server_spec
 from binderq.domain.staging_rules import refusal, staging_problems
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
+from binderq.services import observe
 from binderq.services.ports import Proxy, ReadinessProbe, Runtime, TaskQueue
 from binderq.settings import Settings
 from binderq.tasks import LAUNCH, STOP
@@ -139,7 +140,7 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
     spec = server_spec(staging, server.id, token, instance=settings.instance,
                        pooled=server.pooled, allow_origin=settings.cors_allow_origin,
                        uid=settings.server_uid, epoch=store.epochs.current()[0],
-                       deployment=deployment_id(settings.secret_key, settings.redis_url))
+                       deployment=settings.deployment_id)
     try:
         runtime.start_server(spec)
     except ImageMissing as missing:
@@ -198,6 +199,7 @@ def _mark_ready(server: Server, target: str, image_id: str, *, store: RedisStore
     ready = store.servers.mark_ready(server, url=server_url(settings, server_id), target=target,
                                      ready_at=now, image_id=image_id, **idle_clock)
     if ready is not None:
+        observe.server_ready(ready, store=store)
         return ready
     current = store.servers.get(server_id)
     if current is None or current.status != ServerStatus.READY:

@@ -11,7 +11,8 @@ from typing import Any
 from celery import Celery
 
 from binderq.settings import Settings
-from binderq.tasks import CULL, MAINTENANCE, RECONCILE, TASKS, UPKEEP, TaskSpec
+from binderq.tasks import COLLECT, CULL, MAINTENANCE, RECONCILE, TASKS, UPKEEP, TaskSpec
+from binderq.workers.logs import install_task_logging
 
 # Celery's own tasks (chords and the like), which the table does not list, get these.
 DEFAULT_TIME_LIMIT = 300
@@ -69,6 +70,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
         UPKEEP.name: POOL_UPKEEP_INTERVAL,
         CULL.name: settings.cull_interval,
         RECONCILE.name: settings.reconcile_interval,
+        COLLECT.name: settings.collect_interval,
     }
     # A run that waited longer than its interval is superseded by the next one.
     return {name: {"task": name, "schedule": seconds, "options": {"expires": seconds}}
@@ -106,6 +108,7 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     app.binderq_settings = settings  # the worker's adapters are built from these
+    install_task_logging(settings.log_format)
     return app
 
 

@@ -11,6 +11,7 @@ from binderq.adapters.redis_store.common import Keys, speaks_to_redis
 from binderq.adapters.redis_store.epochs import EpochStore
 from binderq.adapters.redis_store.health import HealthStore
 from binderq.adapters.redis_store.locks import LockStore
+from binderq.adapters.redis_store.metrics import MetricsStore
 from binderq.adapters.redis_store.pools import PoolClaim, PoolStore
 from binderq.adapters.redis_store.servers import ServerStore
 from binderq.adapters.redis_store.stagings import StagingStore
@@ -23,17 +24,19 @@ __all__ = ["Keys", "PoolClaim", "RedisStore"]
 class RedisStore:
     """Every store of binderq's state, over one Redis client."""
 
-    def __init__(self, client: redis.Redis, *, record_ttl: int = 7 * 24 * 3600) -> None:
+    def __init__(self, client: redis.Redis, *, record_ttl: int = 7 * 24 * 3600,
+                 build_ttl: int = 7 * 24 * 3600) -> None:
         self.redis = client
         self.stagings = StagingStore(client)
         self.servers = ServerStore(client, record_ttl=record_ttl)
         self.pools = PoolStore(client)
-        self.builds = BuildStore(client)
+        self.builds = BuildStore(client, build_ttl=build_ttl)
         self.tokens = TokenStore(client)
         self.tasks = TaskStore(client)
         self.locks = LockStore(client)
         self.health = HealthStore(client)
         self.epochs = EpochStore(client)
+        self.metrics = MetricsStore(client)
 
     @property
     def record_ttl(self) -> int:

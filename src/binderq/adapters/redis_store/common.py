@@ -43,6 +43,8 @@ class Keys:
     BUILD_KEY = "binderq:build-key:{key}"
     BUILDS_IN_PROGRESS = "binderq:builds:in-progress"
     BUILD_LOG = "binderq:build:{id}:log"
+    # Bytes a build's log lines have counted against BINDERQ_BUILD_LOG_BYTES.
+    BUILD_LOG_BYTES = "binderq:build:{id}:log-bytes"
     BUILD_STAGINGS = "binderq:build:{id}:stagings"
     # The clients (domain/access.client_key) that asked for a build, and each one's builds.
     BUILD_READERS = "binderq:build:{id}:readers"
@@ -53,6 +55,9 @@ class Keys:
     TASK = "binderq:task:{id}"
     USER_TOKEN = "binderq:user-token:{hash}"
     EPOCH = "binderq:epoch"
+    # Metrics every process adds to (redis_store/metrics.py).
+    METRICS_HISTOGRAM = "binderq:metrics:histogram:{name}"
+    METRICS_COUNTERS = "binderq:metrics:counters"
 
 
 # Delete a key only if it still holds this value (a lock's holder, a build key's owner).

@@ -1,4 +1,5 @@
-"""Maintenance tasks, sent by celery beat: cull idle servers, reconcile state."""
+"""Maintenance tasks, sent by celery beat: cull idle servers, reconcile state, collect what
+outlived BINDERQ_BUILD_TTL."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from binderq.adapters.notebook_probe import last_activity, notebook_status
 from binderq.domain.models import Server
 from binderq.domain.spec import server_path
 from binderq.domain.tokens import server_token
+from binderq.services import collect as collector
 from binderq.services import lifecycle
-from binderq.tasks import CULL, RECONCILE
+from binderq.tasks import COLLECT, CULL, RECONCILE
 from binderq.workers.app import task_options
 from binderq.workers.context import worker_context
 
@@ -35,6 +37,15 @@ def reconcile(adopt: bool | None = None) -> dict | None:
     if repairs is None:
         return None
     return {name: sorted(value) for name, value in vars(repairs).items() if value}
+
+
+@shared_task(**task_options(COLLECT))
+def collect() -> dict | None:
+    """Remove door-made stagings and built images past BINDERQ_BUILD_TTL that nothing uses."""
+    context = worker_context()
+    collected = collector.collect(store=context.store, builder=context.builder,
+                                  queue=context.queue, settings=context.settings)
+    return vars(collected) if collected is not None else None
 
 
 def notebook_activity(server: Server) -> datetime | None:

@@ -1,0 +1,137 @@
+"""A classroom at once: N cold launches sent at the same moment, no pool, until every
+notebook answers through the proxy; against N raw `docker run`s of the same image, with the
+same limits and the same readiness probe, started at once in the same process.
+
+Rounds alternate raw and binderq so that drift hits both alike; the figure is the median of
+the rounds' wall times (first send to last answer), and its ratio.
+
+    .venv/bin/python bench/burst.py [--sizes 1,10,30] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import NOTEBOOK_IMAGE, describe, operator, poll, stage, start_stack  # noqa: E402
+
+from binderq.adapters.readiness import wait_until_ready as wait_for_notebook  # noqa: E402
+
+TARGETS = {1: 1.10, 10: 1.20, 30: 1.25}
+MEMORY, CPUS, PIDS = "256m", 1.0, 256
+LIMITS = ["--memory", MEMORY, "--cpus", str(CPUS), "--pids-limit", str(PIDS)]
+
+
+def raw_docker_run() -> tuple[float, str]:
+    """`docker run` of the notebook, then the probe binderq uses; (seconds, container)."""
+    token, name = secrets.token_hex(16), f"bench-raw-{secrets.token_hex(4)}"
+    started = time.monotonic()
+    subprocess.run(["docker", "run", "-d", "--name", name, "-p", "127.0.0.1::8888", *LIMITS,
+                    NOTEBOOK_IMAGE, "python3", "-m", "notebook", "--ip=0.0.0.0",
+                    "--port=8888", "--no-browser", "--NotebookApp.base_url=/user/raw/",
+                    f"--NotebookApp.token={token}"], check=True, capture_output=True)
+    address = subprocess.run(["docker", "port", name, "8888/tcp"], check=True,
+                             capture_output=True, text=True).stdout.split()[0]
+    wait_for_notebook(f"http://{address}/user/raw/", token, timeout=180,
+                      still_running=lambda: None)
+    return time.monotonic() - started, name
+
+
+def binderq_launch(stack) -> tuple[float, str]:
+    """POST a launch, poll until ready, then until its url answers; (seconds, server id)."""
+    base = stack.local_url
+    started = time.monotonic()
+    launched = requests.post(f"{base}/api/stagings/burst/servers", headers=operator(stack),
+                             timeout=30)
+    launched.raise_for_status()
+    server = launched.json()
+    auth = {"Authorization": f"token {server['token']}"}
+
+    def ready_url():
+        now = requests.get(f"{base}/api/servers/{server['id']}", headers=auth,
+                           timeout=10).json()
+        if now["status"] == "failed":
+            raise RuntimeError(now["error"])
+        return now["url"] if now["status"] == "ready" else None
+
+    url = poll(ready_url, timeout=180, interval=0.05)
+    poll(lambda: requests.get(f"{url}api/status", headers=auth, timeout=5).status_code == 200,
+         timeout=30)
+    return time.monotonic() - started, server["id"]
+
+
+def burst(size: int, launch) -> tuple[float, list[str]]:
+    """size launches at once; (seconds until the last answered, what each made)."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=size) as pool:
+        results = list(pool.map(lambda _: launch(), range(size)))
+    return time.monotonic() - started, [made for _, made in results]
+
+
+def clean_raw(names: list[str]) -> None:
+    subprocess.run(["docker", "rm", "-f", *names], check=True, capture_output=True)
+
+
+def clean_binderq(stack, server_ids: list[str]) -> None:
+    headers = operator(stack)
+    for server_id in server_ids:
+        requests.delete(f"{stack.local_url}/api/servers/{server_id}", headers=headers,
+                        timeout=10)
+    poll(lambda: all(requests.get(f"{stack.local_url}/api/servers/{i}", headers=headers,
+                                  timeout=10).json()["status"] == "stopped"
+                     for i in server_ids), timeout=180, interval=0.5)
+
+
+def measure(stack, size: int, rounds: int) -> tuple[list[float], list[float]]:
+    raw, ours = [], []
+    for _ in range(rounds):
+        seconds, names = burst(size, raw_docker_run)
+        raw.append(seconds)
+        clean_raw(names)
+        seconds, server_ids = burst(size, lambda: binderq_launch(stack))
+        ours.append(seconds)
+        clean_binderq(stack, server_ids)
+    return raw, ours
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1,10,30")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    stack = start_stack(f"burst{secrets.token_hex(2)}", max_servers=max(sizes) + 10)
+    missed = []
+    try:
+        stage(stack, "burst", resources={"memory": MEMORY, "cpus": CPUS, "pids": PIDS})
+        clean_raw(burst(1, raw_docker_run)[1])  # warm both paths once, unmeasured
+        clean_binderq(stack, burst(1, lambda: binderq_launch(stack))[1])
+        for size in sizes:
+            raw, ours = measure(stack, size, args.rounds)
+            ratio = statistics.median(ours) / statistics.median(raw)
+            target = TARGETS.get(size)
+            print(describe(f"{size} at once: docker run + probe", raw))
+            print(describe(f"{size} at once: binderq", ours))
+            print(f"{size} at once: median ratio binderq/raw {ratio:.3f}"
+                  + (f" (target <= {target})" if target else ""), flush=True)
+            if target and ratio > target:
+                missed.append(size)
+    finally:
+        subprocess.run("docker ps -aq --filter name=bench-raw- | xargs -r docker rm -f",
+                       shell=True, check=False, capture_output=True)
+        stack.stop()
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
