@@ -25,7 +25,8 @@ def build_store(settings: Settings) -> RedisStore:
 
 def build_runtime(settings: Settings) -> DockerRuntime:
     return DockerRuntime(instance=settings.instance, publish_ip=settings.publish_ip,
-                         docker_host=settings.docker_host, disk=settings.server_disk)
+                         docker_host=settings.docker_host, disk=settings.server_disk,
+                         deployment=settings.deployment_id)
 
 
 def build_builder(settings: Settings) -> DockerBuilder:

@@ -76,6 +76,9 @@ class Settings:
     build_base_images: str = ""
     # What reconcile does with a labelled container Redis does not know: remove or adopt.
     orphans: str = "remove"
+    # Who made a container (its binderq.deployment label); empty: derived from the secret
+    # key and where Redis is. `binderq up` sets it from where its Redis keeps its data.
+    deployment: str = ""
     # Fair shares of one client (its token, else its address; the operator is exempt), each
     # answered 429 past it; 0 is no limit. See docs/security.md.
     client_max_servers: int = 10
@@ -164,6 +167,13 @@ class Settings:
     @property
     def public_url_base(self) -> str:
         return self.public_url.rstrip("/")
+
+    @property
+    def deployment_id(self) -> str:
+        """This deployment's binderq.deployment label (domain/spec.deployment_id)."""
+        from binderq.domain.spec import deployment_id
+
+        return self.deployment or deployment_id(self.secret_key, self.redis_url)
 
 
 def _check_retention(settings: Settings) -> None:

@@ -20,6 +20,7 @@ from binderq.adapters.data_dir import StoredSecrets, redis_dir
 from binderq.adapters.instance_lease import Lease
 from binderq.api.deployment_proof import CHALLENGE_HEADER, PROOF_HEADER, deployment_proof
 from binderq.domain.errors import BinderqError
+from binderq.domain.spec import deployment_id
 from binderq.flower import FLOWER_PORT, flower_options
 from binderq.processes import (
     PortTaken,
@@ -131,7 +132,10 @@ class Stack:
             redis_port, data_dir=str(data), log_file=self.run_dir / "redis.log",
             password=password, die_with_parent=True))
         self.settings = self.settings.with_changes(
-            redis_url=redis_url_with_password(redis_port, password))
+            redis_url=redis_url_with_password(redis_port, password),
+            # Its port changes at every start; its data (and so its servers) stays here.
+            deployment=self.settings.deployment or deployment_id(self.settings.secret_key,
+                                                                 f"file://{data}"))
         return redis_port
 
     def _start_child(self, name: str, start, after_restart=None) -> None:
@@ -294,7 +298,7 @@ Launch a notebook of the demo staging (kept warm: a pool of {DEMO_POOL_SIZE}): o
         except BinderqError as error:
             print(f"binderq: could not stop every server cleanly: {error}", file=sys.stderr)
         try:
-            runtime.remove_instance()  # and containers whose record never reached Redis
+            runtime.remove_deployment()  # and containers whose record never reached Redis
         except BinderqError as error:
             print(f"binderq: could not remove every container: {error}", file=sys.stderr)
 

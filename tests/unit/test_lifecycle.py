@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
+import fakeredis
 import pytest
 
-from binderq.adapters.redis_store import Keys
+from binderq.adapters.redis_store import Keys, RedisStore
 from binderq.domain.models import ServerStatus, utcnow
+from binderq.domain.spec import LABEL_DEPLOYMENT, LABEL_EPOCH, deployment_id
 from binderq.services import deploy, lifecycle, pools, servers
+from binderq.tasks import CULL, RECONCILE
 from tests.fakes import answering_probe
 from tests.helpers import launch_now, ready_staging, run_queued_launches
 from tests.unit.conftest import OPERATOR
@@ -144,3 +148,121 @@ def test_reconcile_on_demand_is_queued_for_operators(client, queue):
     assert response.status_code == 202
     assert queue.sent[-1][:2] == ("binderq.maintenance.reconcile", (True,))
     assert client.post("/api/reconcile").status_code == 401
+
+
+# -- a notebook that answers badly costs only its own activity --------------------------
+
+
+def _launch_three(store, queue, runtime, proxy, settings):
+    ready_staging(store, queue, runtime, cull_timeout=60)
+    launched = [launch_now(store, queue, runtime, proxy, settings)[1] for _ in range(3)]
+    for server in launched:
+        _age_activity(store, server.id, 120)
+    return launched
+
+
+def test_a_probe_that_raises_or_claims_the_far_future_stops_no_cull_run(store, queue, runtime,
+                                                                       proxy, settings):
+    raising, liar, idle = _launch_three(store, queue, runtime, proxy, settings)
+
+    def activity_of(server):
+        if server.id == raising.id:
+            raise ValueError("Expecting value: line 1 column 1 (char 0)")
+        return datetime(9999, 12, 31, tzinfo=UTC) if server.id == liar.id else None
+
+    culled = {cull.server_id for cull in lifecycle.cull_idle_servers(
+        store=store, proxy=proxy, queue=queue, activity_of=activity_of)}
+    assert culled == {raising.id, idle.id}  # the record says both were idle
+    kept = store.servers.get(liar.id)
+    assert kept.status == ServerStatus.READY
+    assert kept.last_activity <= utcnow() and kept.cull_at <= utcnow() + timedelta(seconds=61)
+
+
+def test_a_probe_that_hangs_costs_the_run_its_budget_only(store, queue, runtime, proxy,
+                                                         settings, monkeypatch):
+    hanging, _, idle = _launch_three(store, queue, runtime, proxy, settings)
+    monkeypatch.setattr(lifecycle, "PROBE_BUDGET", 0.5)
+
+    def activity_of(server):
+        if server.id == hanging.id:
+            time.sleep(3)
+            return utcnow()
+        return None
+
+    started = time.monotonic()
+    culled = lifecycle.cull_idle_servers(store=store, proxy=proxy, queue=queue,
+                                         activity_of=activity_of)
+    assert time.monotonic() - started < 2
+    assert idle.id in {cull.server_id for cull in culled}
+
+
+def test_a_run_holds_its_lock_as_long_as_its_task_may_run(running, store, proxy, queue):
+    held = []
+
+    def activity_of(server):
+        held.append(store.redis.pttl(Keys.LOCK.format(name="cull")))
+        return None
+
+    culls = lifecycle.cull_idle_servers(store=store, proxy=proxy, queue=queue,
+                                        activity_of=activity_of)
+    assert culls == [] and held
+    assert CULL.limits.hard * 1000 - 5000 < held[0] <= CULL.limits.hard * 1000
+    assert lifecycle.lock_ttl(CULL) == CULL.limits.hard
+    assert lifecycle.lock_ttl(RECONCILE) == RECONCILE.limits.hard
+
+
+# -- Redis losing its data, and another deployment under the same instance name ---------
+
+
+def test_a_servers_containers_say_which_deployment_made_them_and_in_which_epoch(
+        running, store, runtime, settings):
+    epoch, began = store.epochs.current()
+    assert not began  # the launch began it
+    for container in runtime.containers.values():
+        assert container.labels[LABEL_EPOCH] == epoch
+        assert container.labels[LABEL_DEPLOYMENT] == deployment_id(settings.secret_key,
+                                                                   settings.redis_url)
+
+
+def test_after_redis_is_wiped_reconcile_adopts_its_running_servers_unasked(
+        running, store, runtime, proxy, queue, settings):
+    assert settings.orphans == "remove"
+    store.redis.flushdb()
+    for _ in range(2):
+        repairs = _reconcile(store, runtime, proxy, queue, settings)
+        assert not repairs.remove_containers and not repairs.remove_routes
+        adopted = store.servers.get(running.id)
+        assert adopted.status == ServerStatus.READY and adopted.url == running.url
+        assert {c.server_id for c in runtime.containers.values()} == {running.id}
+        assert f"/user/{running.id}" in proxy.routes_
+    assert store.epochs.current()[0] != runtime.containers[f"unit-{running.id}"].labels[
+        LABEL_EPOCH]  # a new epoch: what the old one made stays recognisable
+
+
+def test_another_deployment_neither_removes_nor_adopts_our_servers(running, runtime, proxy,
+                                                                   queue, settings):
+    theirs = settings.with_changes(redis_url="redis://10.0.0.9:6379/0")
+    their_store = RedisStore(fakeredis.FakeRedis())
+    for adopt in (None, True):
+        repairs = _reconcile(their_store, runtime, proxy, queue, theirs, adopt=adopt)
+        assert set(repairs.foreign) == {running.id}
+        assert not repairs.remove_containers and not repairs.adopt
+    assert {c.server_id for c in runtime.containers.values()} == {running.id}
+    assert f"/user/{running.id}" in proxy.routes_
+    assert their_store.servers.get(running.id) is None
+
+
+def test_the_deployment_id_ignores_the_password_and_differs_by_redis_and_secret():
+    same = deployment_id("k" * 32, "redis://:pw1@127.0.0.1:6390/0")
+    assert same == deployment_id("k" * 32, "redis://:other@127.0.0.1:6390/0")
+    assert same != deployment_id("k" * 32, "redis://:pw1@127.0.0.1:6391/0")
+    assert same != deployment_id("k" * 32, "redis://:pw1@127.0.0.1:6390/1")
+    assert same != deployment_id("j" * 32, "redis://:pw1@127.0.0.1:6390/0")
+    assert "pw1" not in same
+
+
+def test_the_epoch_is_begun_once(store):
+    first, began = store.epochs.current()
+    assert began and store.epochs.current() == (first, False)
+    store.redis.flushdb()
+    assert store.epochs.current()[0] != first

@@ -73,7 +73,7 @@ def test_a_server_of_a_deleted_staging_is_culled_by_the_staging_defaults():
 
 def test_the_newest_sign_of_use_wins_and_the_cull_deadline_is_the_sooner_limit():
     candidate = server(active=300, ready=1000)
-    assert latest_activity(candidate, ago(50), None, ago(500)) == ago(50)
+    assert latest_activity(candidate, ago(50), None, ago(500), now=NOW) == ago(50)
     handed_out = handed_out_at(candidate)
     assert cull_deadline(handed_out=handed_out, last_activity=ago(50),
                          limits=CullLimits(cull_timeout=60, max_age=3600)) == ago(-10)
@@ -81,14 +81,40 @@ def test_the_newest_sign_of_use_wins_and_the_cull_deadline_is_the_sooner_limit()
                          limits=CullLimits(cull_timeout=60, max_age=1005)) == ago(-5)
 
 
+FAR_FUTURE = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+
+
+def test_activity_in_the_future_counts_as_now_and_never_overflows_the_deadline():
+    candidate = server(active=300, ready=1000)
+    assert latest_activity(candidate, FAR_FUTURE, now=NOW) == NOW
+    liar = server(ready=4000, created=4000)
+    liar = Server(**{**vars(liar), "last_activity": FAR_FUTURE})
+    (cull,) = plan_culls([liar], now=NOW, limits=LIMITS)  # it says it is busy; max_age says
+    assert cull.reason == "culled: older than max_age (3600 s)"
+    assert not plan_culls([Server(**{**vars(server(ready=100)), "last_activity": FAR_FUTURE})],
+                          now=NOW, limits=LIMITS)
+
+
+def test_activity_before_the_hand_out_counts_as_the_hand_out():
+    candidate = server(ready=100)
+    assert latest_activity(candidate, ago(5000), now=NOW) == ago(100)
+
+
+OURS, EPOCH = "dep-ours", "epoch-now"
+
+
 def _plan(servers, containers=(), routes=(), adopt=False):
     return plan_reconcile(servers={s.id: s for s in servers}, containers=list(containers),
                           routes=set(routes), now=NOW, observed_at=ago(1),
-                          adopt_orphans=adopt, stuck_after=120)
+                          adopt_orphans=adopt, stuck_after=120, deployment=OURS, epoch=EPOCH)
 
 
-def notebook(server_id, running=True):
-    return ObservedContainer(server_id, "notebook", running)
+def notebook(server_id, running=True, *, deployment=OURS, epoch=EPOCH, role="notebook"):
+    return ObservedContainer(server_id, role, running, deployment=deployment, epoch=epoch)
+
+
+def sidecar(server_id, **labels):
+    return notebook(server_id, role="service", **labels)
 
 
 def test_nothing_to_repair_when_all_agree():
@@ -130,3 +156,47 @@ def test_stuck_launches_and_stops_run_again_only_once_overdue():
 def test_a_server_that_changed_after_the_observation_is_not_judged_by_it():
     fresh = server("a", changed=0)  # ready after containers and routes were observed
     assert not _plan([fresh], [], [])
+
+
+# -- who made a container: another deployment, or this one before Redis lost its data --
+
+
+def test_running_servers_redis_forgot_are_adopted_whatever_the_setting_says():
+    before = "epoch-before-the-loss"
+    plan = _plan([], [notebook("x", epoch=before), sidecar("x", epoch=before),
+                      notebook("y", epoch=before, running=False), sidecar("y", epoch=before)],
+                 ["/user/x", "/user/y"], adopt=False)
+    assert plan.adopt == {"x"}
+    assert plan.remove_containers == {"y": "Redis does not know it"}  # not running: nothing lost
+    assert plan.remove_routes == {"/user/y": "no such server"}
+
+
+def test_an_unknown_container_of_the_current_epoch_follows_the_setting():
+    assert _plan([], [notebook("x")]).remove_containers == {"x": "Redis does not know it"}
+    unlabelled = notebook("x", deployment="", epoch="")  # made before containers said whose
+    assert _plan([], [unlabelled]).remove_containers == {"x": "Redis does not know it"}
+    assert _plan([], [unlabelled], adopt=True).adopt == {"x"}
+
+
+def test_another_deployments_containers_are_reported_and_never_touched():
+    theirs = dict(deployment="dep-theirs", epoch="their-epoch")
+    for adopt in (False, True):
+        plan = _plan([server("a", S.STOPPED)],
+                     [notebook("f", **theirs), sidecar("f", **theirs),
+                      notebook("g", running=False, **theirs), notebook("a", **theirs)],
+                     ["/user/f"], adopt=adopt)
+        assert plan.foreign == {k: "deployment dep-theirs, epoch their-epoch"
+                                for k in ("f", "g", "a")}
+        assert not plan.remove_containers and not plan.adopt and not plan.remove_routes
+
+
+def test_a_known_server_of_an_earlier_epoch_is_judged_as_any_other():
+    earlier = dict(epoch="epoch-before-the-loss")  # adopted by an earlier reconcile
+    assert not _plan([server("a")], [notebook("a", **earlier)], ["/user/a"])
+    assert _plan([server("a", S.STOPPED)],
+                 [notebook("a", **earlier)]).remove_containers == {"a": "its server is stopped"}
+
+
+def test_a_sidecar_is_kept_only_with_a_running_notebook_to_adopt():
+    plan = _plan([], [sidecar("x")], adopt=True)
+    assert plan.remove_containers == {"x": "Redis does not know it"} and not plan.adopt

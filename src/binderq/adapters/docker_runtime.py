@@ -21,6 +21,7 @@ from binderq.adapters.docker_engine import (
 from binderq.adapters.docker_hardening import DiskLimit, hardened_host_config
 from binderq.domain.errors import BinderqError, DependencyDown, ImageMissing, LaunchFailed
 from binderq.domain.spec import (
+    LABEL_DEPLOYMENT,
     LABEL_INSTANCE,
     LABEL_ROLE,
     LABEL_SERVER,
@@ -77,8 +78,10 @@ class DockerRuntime:
     """Containers and networks of binderq servers on one Docker engine."""
 
     def __init__(self, *, instance: str, publish_ip: str = "127.0.0.1",
-                 docker_host: str = "", timeout: float = 30.0, disk: str = "") -> None:
+                 docker_host: str = "", timeout: float = 30.0, disk: str = "",
+                 deployment: str = "") -> None:
         self.instance = instance
+        self.deployment = deployment  # domain/spec.deployment_id of the deployment it serves
         self.publish_ip = publish_ip
         self.disk_limit = DiskLimit(disk)  # the writable layer's size, where the engine can
         self._engine = EngineConnection(docker_host=docker_host, timeout=timeout)
@@ -162,8 +165,18 @@ class DockerRuntime:
 
     @engine_errors_as(engine_trouble)
     def remove_instance(self) -> None:
-        """Remove every container and network of this instance (tests, `binderq up`'s end)."""
+        """Remove every container and network of this instance, whichever deployment made
+        them (tests). A deployment stopping removes its own: remove_deployment."""
         self._remove_labelled([self._instance_label])
+
+    @engine_errors_as(engine_trouble)
+    def remove_deployment(self) -> None:
+        """Remove the containers and networks of this instance that this deployment made
+        (LABEL_DEPLOYMENT), in every epoch of its Redis; another deployment's under the same
+        instance name stay (`binderq up`'s end)."""
+        if not self.deployment:
+            raise ValueError("this runtime was made without its deployment id")
+        self._remove_labelled([self._instance_label, f"{LABEL_DEPLOYMENT}={self.deployment}"])
 
     @property
     def _instance_label(self) -> str:

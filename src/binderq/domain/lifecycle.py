@@ -38,11 +38,12 @@ class Cull:
     reason: str
 
 
-def latest_activity(server: Server, *seen: datetime | None) -> datetime:
+def latest_activity(server: Server, *seen: datetime | None, now: datetime) -> datetime:
     """The newest sign of use: the record's, the notebook's, the proxy's. Never before the
-    server was handed out, so a pooled server's idle clock starts at its claim."""
+    server was handed out, so a pooled server's idle clock starts at its claim; never after
+    now, so a notebook that claims activity in the future cannot keep itself alive."""
     moments = [moment for moment in (server.last_activity, *seen) if moment is not None]
-    return max([handed_out_at(server), *moments])
+    return min(max([handed_out_at(server), *moments]), max(now, handed_out_at(server)))
 
 
 def cull_deadline(*, handed_out: datetime, last_activity: datetime,
@@ -62,7 +63,7 @@ def plan_culls(servers: list[Server], *, now: datetime,
         if not in_use(server):
             continue
         staging_limits = limits.get(server.staging, CullLimits())
-        handed_out, last = handed_out_at(server), latest_activity(server)
+        handed_out, last = handed_out_at(server), latest_activity(server, now=now)
         if now <= cull_deadline(handed_out=handed_out, last_activity=last,
                                 limits=staging_limits):
             continue
@@ -81,6 +82,22 @@ class ObservedContainer:
     server_id: str
     role: str
     running: bool
+    # Who made it and in which epoch of their Redis (LABEL_DEPLOYMENT, LABEL_EPOCH); empty
+    # on containers made before binderq labelled them.
+    deployment: str = ""
+    epoch: str = ""
+
+
+def made_by_another(container: ObservedContainer, deployment: str) -> bool:
+    """Whether another deployment (another Redis, same instance name) made the container:
+    it is theirs to stop, never ours to remove or adopt."""
+    return bool(container.deployment) and container.deployment != deployment
+
+
+def forgotten(container: ObservedContainer, epoch: str) -> bool:
+    """Made by this deployment in an earlier epoch: its Redis lost its data since, so a
+    server of it that Redis does not know was forgotten, not never written."""
+    return bool(container.epoch) and container.epoch != epoch
 
 
 @dataclass
@@ -95,6 +112,8 @@ class Repairs:
     add_routes: set[str] = field(default_factory=set)  # server ids
     remove_routes: dict[str, str] = field(default_factory=dict)  # path -> why
     fail_builds: dict[str, str] = field(default_factory=dict)  # build id -> why
+    # Containers another deployment made (server id -> whose): reported, never touched.
+    foreign: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -102,27 +121,30 @@ class Repairs:
 
 def plan_reconcile(*, servers: dict[str, Server], containers: list[ObservedContainer],
                    routes: set[str], now: datetime, observed_at: datetime,
-                   adopt_orphans: bool, stuck_after: float) -> Repairs:
+                   adopt_orphans: bool, stuck_after: float, deployment: str = "",
+                   epoch: str = "") -> Repairs:
     """Compare Redis (servers), Docker (containers) and the proxy (routes); decide repairs.
 
     Containers and routes are observed first (at observed_at), servers after, so every
     container's server was already written; a server that became ready after observed_at
     is not judged by containers observed before it. servers: every server Redis knows,
     terminal ones included. stuck_after: seconds after which a launch or stop that should
-    be over is run again (both are idempotent).
+    be over is run again (both are idempotent). deployment and epoch: ours; containers
+    another deployment made are only reported, and running servers Redis forgot (made in
+    an earlier epoch) are adopted whatever adopt_orphans says.
     """
     repairs = Repairs()
     routed = {server_of_route(path) for path in routes}
-    running_notebooks = {c.server_id for c in containers if c.role == "notebook" and c.running}
+    ours = []
     for container in containers:
-        server = servers.get(container.server_id)
-        if server is None:
-            if adopt_orphans and container.role == "notebook" and container.running:
-                repairs.adopt.add(container.server_id)
-            elif not adopt_orphans or container.role != "service":
-                repairs.remove_containers[container.server_id] = "Redis does not know it"
-        elif server.status.is_terminal:
-            repairs.remove_containers[container.server_id] = f"its server is {server.status}"
+        if made_by_another(container, deployment):
+            repairs.foreign[container.server_id] = (f"deployment {container.deployment}, "
+                                                    f"epoch {container.epoch}")
+        else:
+            ours.append(container)
+    running_notebooks = {c.server_id for c in ours if c.role == "notebook" and c.running}
+    _repair_containers(ours, servers, repairs, adopt_orphans=adopt_orphans, epoch=epoch,
+                       running_notebooks=running_notebooks)
     for server in servers.values():
         changed = server.status_changed_at or server.created_at
         if changed >= observed_at:
@@ -132,14 +154,33 @@ def plan_reconcile(*, servers: dict[str, Server], containers: list[ObservedConta
                        stuck_after=stuck_after)
     for path in routes:
         server_id = server_of_route(path)
-        if server_id is None:
+        if server_id is None or server_id in repairs.adopt or server_id in repairs.foreign:
             continue
         server = servers.get(server_id)
-        if server is None and server_id not in repairs.adopt:
+        if server is None:
             repairs.remove_routes[path] = "no such server"
-        elif server is not None and server.status.is_terminal:
+        elif server.status.is_terminal:
             repairs.remove_routes[path] = f"its server is {server.status}"
     return repairs
+
+
+def _repair_containers(containers: list[ObservedContainer], servers: dict[str, Server],
+                       repairs: Repairs, *, adopt_orphans: bool, epoch: str,
+                       running_notebooks: set[str]) -> None:
+    """Containers of servers Redis does not know: adopted if running (a sidecar with its
+    notebook), else removed; those of finished servers: removed."""
+    for container in containers:
+        server = servers.get(container.server_id)
+        if server is not None:
+            if server.status.is_terminal:
+                repairs.remove_containers[container.server_id] = f"its server is {server.status}"
+            continue
+        adopting = adopt_orphans or forgotten(container, epoch)
+        if adopting and container.server_id in running_notebooks:
+            if container.role == "notebook":
+                repairs.adopt.add(container.server_id)
+        else:
+            repairs.remove_containers[container.server_id] = "Redis does not know it"
 
 
 def _repair_server(server: Server, repairs: Repairs, *, running: bool, routed: bool,

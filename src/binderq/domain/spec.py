@@ -3,8 +3,11 @@ staging and id. Pure: no Docker here."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
 
 from binderq.domain.applications import server_command, token_env
 from binderq.domain.errors import LaunchFailed
@@ -17,6 +20,11 @@ LABEL_ROLE = "binderq.role"
 LABEL_POOLED = "binderq.pooled"
 LABEL_INSTANCE = "binderq.instance"
 LABEL_KIND = "binderq.kind"
+# Which deployment made a container (deployment_id), and in which epoch of its Redis (the
+# random id Redis holds while it keeps its data): reconcile tells by these what Redis
+# forgot from what another deployment owns.
+LABEL_DEPLOYMENT = "binderq.deployment"
+LABEL_EPOCH = "binderq.epoch"
 
 SERVER_PATH_PREFIX = "/user/"
 
@@ -89,6 +97,21 @@ def container_name(instance: str, server_id: str, service: str | None = None) ->
     return f"{base}-{service}" if service else base
 
 
+_DEPLOYMENT_CONTEXT = b"binderq deployment v1:"
+
+
+def deployment_id(secret_key: str, redis_url: str) -> str:
+    """The same for every process of one deployment (one secret, one Redis), and different
+    for another deployment with its own Redis, even under the same instance name on the same
+    engine. Derived from where Redis is, never its password; an HMAC, so it reveals neither."""
+    where = urlsplit(redis_url)
+    database = parse_qs(where.query).get("db", [""])[0]  # unix sockets name it this way
+    place = f"{where.scheme}://{where.hostname or ''}:{where.port or ''}{where.path}?{database}"
+    digest = hmac.new(secret_key.encode(), _DEPLOYMENT_CONTEXT + place.encode(),
+                      hashlib.sha256)
+    return digest.hexdigest()[:16]
+
+
 # The engine's map of a container's published ports: {"8888/tcp": [{"HostIp": ...,
 # "HostPort": "40001"}], "9000/tcp": None}.
 PortMap = dict[str, list[dict[str, str]] | None]
@@ -126,8 +149,11 @@ def server_spec(
     pooled: bool = False,
     allow_origin: str = "",
     uid: int = 1000,
+    deployment: str = "",
+    epoch: str = "",
 ) -> ServerSpec:
-    """The containers and network that make one server of staging."""
+    """The containers and network that make one server of staging. deployment and epoch
+    (when given) say who made them, and when (LABEL_DEPLOYMENT, LABEL_EPOCH)."""
     base_url = server_path(server_id)
     labels = {
         LABEL_INSTANCE: instance,
@@ -136,6 +162,8 @@ def server_spec(
         LABEL_STAGING_VERSION: str(staging.version),
         LABEL_POOLED: "true" if pooled else "false",
         LABEL_KIND: staging.kind,
+        **({LABEL_DEPLOYMENT: deployment} if deployment else {}),
+        **({LABEL_EPOCH: epoch} if epoch else {}),
     }
     notebook_limits, service_limits = split_limits(staging)
     return ServerSpec(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -21,6 +21,7 @@ from binderq.domain.lifecycle import (
     Repairs,
     cull_deadline,
     cull_limits,
+    forgotten,
     handed_out_at,
     in_use,
     latest_activity,
@@ -29,6 +30,8 @@ from binderq.domain.lifecycle import (
 )
 from binderq.domain.models import Server, ServerStatus, parse_time, utcnow
 from binderq.domain.spec import (
+    LABEL_DEPLOYMENT,
+    LABEL_EPOCH,
     LABEL_KIND,
     LABEL_POOLED,
     LABEL_STAGING,
@@ -38,22 +41,36 @@ from binderq.domain.spec import (
 )
 from binderq.services import observe
 from binderq.services.builds import fail_build
-from binderq.services.ports import Proxy, Runtime, TaskQueue
+from binderq.services.ports import Container, Proxy, Runtime, TaskQueue
 from binderq.services.servers import server_url
 from binderq.settings import Settings
-from binderq.tasks import LAUNCH, STOP
+from binderq.tasks import CULL, LAUNCH, RECONCILE, STOP, TaskSpec, TimeLimits
 
 log = logging.getLogger(__name__)
 
-LOCK_TTL = 300.0
 ACTIVITY_PROBES = 8  # notebooks asked for their activity at once
+# Seconds all activity probes of one cull run may take together (each ends by its own
+# deadline, a few seconds); probes not done by then say nothing, and the run goes on.
+PROBE_BUDGET = 45.0
+# Other deployments' epochs already logged by this process (reconcile logs each once).
+_foreign_logged: set[str] = set()
+
+
+def lock_ttl(task: TaskSpec) -> float:
+    """A run's lock lives as long as its task may run (the hard time limit): not shorter,
+    so two runs never overlap; not longer, so a killed run's lock frees when the next run
+    may start."""
+    limits = task.limits
+    assert isinstance(limits, TimeLimits), f"{task.name}'s limits depend on settings"
+    return float(limits.hard)
 
 
 @contextmanager
-def exclusive(store: RedisStore, name: str) -> Iterator[bool]:
-    """Hold lock name for the block; yields False (and holds nothing) if another run has it."""
+def exclusive(store: RedisStore, name: str, ttl: float) -> Iterator[bool]:
+    """Hold lock name for the block (at most ttl seconds); yields False (and holds nothing)
+    if another run has it."""
     holder = secrets.token_hex(8)
-    acquired = store.locks.acquire(name, holder, LOCK_TTL)
+    acquired = store.locks.acquire(name, holder, ttl)
     try:
         yield acquired
     finally:
@@ -73,8 +90,10 @@ def cull_idle_servers(*, store: RedisStore, proxy: Proxy, queue: TaskQueue,
     Every in-use server's last_activity and cull_at are brought up to date, so a front end
     can warn its user. One run at a time (a Redis lock); a server is stopped only from
     `ready`, in one atomic step, so it is never culled twice or while starting or stopping.
+    A notebook that answers nonsense, or slowly, or not at all, costs only its own
+    activity: it is still culled by its record, and every other server as usual.
     """
-    with exclusive(store, "cull") as acquired:
+    with exclusive(store, "cull", lock_ttl(CULL)) as acquired:
         if not acquired:
             return []
         servers = [server for server in store.servers.active() if in_use(server)]
@@ -96,22 +115,58 @@ def _refresh_activity(servers: list[Server], *, store: RedisStore, proxy: Proxy,
                       limits: dict[str, CullLimits]) -> list[Server]:
     routes = {server_of_route(path): route
               for path, route in (_routes_or_none(proxy) or {}).items()}
-    def jupyter_activity(server: Server) -> datetime | None:
-        # Apps without Jupyter's status endpoint: the proxy's route alone says.
-        return activity_of(server) if reports_jupyter_activity(server.kind) else None
-
-    with ThreadPoolExecutor(max_workers=ACTIVITY_PROBES) as pool:
-        notebook_activity = list(pool.map(jupyter_activity, servers))
+    notebook_activity = _notebook_activity(servers, activity_of)
     refreshed = []
-    for server, seen in zip(servers, notebook_activity, strict=True):
-        route = routes.get(server.id) or {}
-        last = latest_activity(server, seen, parse_time(route.get("last_activity")))
-        deadline = cull_deadline(handed_out=handed_out_at(server), last_activity=last,
-                                 limits=limits.get(server.staging, CullLimits()))
-        store.servers.transition(server.id, [ServerStatus.READY], last_activity=last,
-                                 cull_at=deadline)
-        refreshed.append(replace(server, last_activity=last))
+    for server in servers:
+        try:
+            refreshed.append(_refresh_one(server, store=store, limits=limits,
+                                          seen=notebook_activity.get(server.id),
+                                          route=routes.get(server.id) or {}))
+        except DependencyDown:
+            raise
+        except Exception:  # one bad record must not stop the run; it is judged as it is
+            log.exception("culling: could not bring server %s's activity up to date",
+                          server.id)
+            refreshed.append(server)
     return refreshed
+
+
+def _refresh_one(server: Server, *, store: RedisStore, limits: dict[str, CullLimits],
+                 seen: datetime | None, route: dict) -> Server:
+    now = utcnow()
+    last = latest_activity(server, seen, parse_time(route.get("last_activity")), now=now)
+    deadline = cull_deadline(handed_out=handed_out_at(server), last_activity=last,
+                             limits=limits.get(server.staging, CullLimits()))
+    store.servers.transition(server.id, [ServerStatus.READY], last_activity=last,
+                             cull_at=deadline)
+    return replace(server, last_activity=last)
+
+
+def _notebook_activity(servers: list[Server],
+                       activity_of: Callable[[Server], datetime | None]
+                       ) -> dict[str, datetime | None]:
+    """What each notebook says of its last activity, ACTIVITY_PROBES asked at once; one
+    whose probe fails, or is not done within PROBE_BUDGET, says nothing. Apps without
+    Jupyter's status endpoint are not asked: the proxy's route alone says."""
+    pool = ThreadPoolExecutor(max_workers=ACTIVITY_PROBES, thread_name_prefix="activity")
+    probes: dict[Future, str] = {
+        pool.submit(_ask_activity, activity_of, server): server.id
+        for server in servers if reports_jupyter_activity(server.kind)}
+    done, late = wait(probes, timeout=PROBE_BUDGET)
+    pool.shutdown(wait=False, cancel_futures=True)  # a late probe ends by its own deadline
+    if late:
+        log.warning("culling: %d notebooks did not say their activity within %g s: %s",
+                    len(late), PROBE_BUDGET, ", ".join(sorted(probes[f] for f in late)))
+    return {probes[future]: future.result() for future in done}
+
+
+def _ask_activity(activity_of: Callable[[Server], datetime | None],
+                  server: Server) -> datetime | None:
+    try:
+        return activity_of(server)
+    except Exception as error:  # the notebook is user code: it may answer anything
+        log.warning("culling: server %s did not say its activity: %r", server.id, error)
+        return None
 
 
 def _routes_or_none(proxy: Proxy) -> dict | None:
@@ -129,27 +184,54 @@ def reconcile(*, store: RedisStore, runtime: Runtime, proxy: Proxy, queue: TaskQ
               settings: Settings, adopt: bool | None = None) -> Repairs | None:
     """Observe Redis, Docker and the proxy; decide repairs in plan_reconcile; make them.
 
-    adopt: take labelled containers Redis does not know as servers (after Redis was
-    wiped) rather than remove them; by default as BINDERQ_ORPHANS says. None if another
-    reconcile is running.
+    adopt: take labelled containers Redis does not know as servers rather than remove
+    them; by default as BINDERQ_ORPHANS says. Running servers Redis lost with its data
+    (their containers carry an earlier epoch of this deployment) are adopted whatever adopt
+    says; another deployment's containers (another Redis, same instance name) are only
+    reported, as `foreign`. None if another reconcile is running.
     """
-    with exclusive(store, "reconcile") as acquired:
+    with exclusive(store, "reconcile", lock_ttl(RECONCILE)) as acquired:
         if not acquired:
             return None
+        epoch, _ = store.epochs.current()
+        deployment = settings.deployment_id
         observed_at = utcnow()
-        containers = [ObservedContainer(c.server_id, c.role, c.running)
-                      for c in runtime.server_containers()]
+        containers = [_observed(container) for container in runtime.server_containers()]
         routes = set(proxy.routes())
         servers = {server.id: server for server in store.servers.list()}
         repairs = plan_reconcile(
             servers=servers, containers=containers, routes=routes, now=utcnow(),
             observed_at=observed_at, stuck_after=settings.launch_timeout + 60,
-            adopt_orphans=settings.orphans == "adopt" if adopt is None else adopt)
+            adopt_orphans=settings.orphans == "adopt" if adopt is None else adopt,
+            deployment=deployment, epoch=epoch)
         repairs.fail_builds = lost_builds(store.builds.in_progress(), now=utcnow(),
                                           build_timeout=settings.build_timeout)
+        _log_loss_and_strangers(repairs, containers, epoch=epoch)
         _repair(repairs, servers, store=store, runtime=runtime, proxy=proxy, queue=queue,
                 settings=settings)
         return repairs
+
+
+def _observed(container: Container) -> ObservedContainer:
+    labels = container.labels
+    return ObservedContainer(container.server_id, container.role, container.running,
+                             deployment=labels.get(LABEL_DEPLOYMENT, ""),
+                             epoch=labels.get(LABEL_EPOCH, ""))
+
+
+def _log_loss_and_strangers(repairs: Repairs, containers: list[ObservedContainer], *,
+                            epoch: str) -> None:
+    lost = {c.epoch for c in containers if c.server_id in repairs.adopt and forgotten(c, epoch)}
+    if lost:
+        log.error("reconcile: Redis lost its data (its epoch is now %s; these servers were "
+                  "started in epoch %s): adopting %d running servers from their containers: "
+                  "%s", epoch, ", ".join(sorted(lost)), len(repairs.adopt),
+                  ", ".join(sorted(repairs.adopt)))
+    for whose in sorted(set(repairs.foreign.values()) - _foreign_logged):
+        _foreign_logged.add(whose)
+        servers = sorted(i for i, w in repairs.foreign.items() if w == whose)
+        log.warning("reconcile: containers of another deployment under this instance name "
+                    "(%s; another Redis) are left alone: servers %s", whose, ", ".join(servers))
 
 
 def _repair(repairs: Repairs, servers: dict[str, Server], *, store: RedisStore,

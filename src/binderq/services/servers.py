@@ -139,7 +139,8 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
     token = server_token(settings.secret_key, server.id)
     spec = server_spec(staging, server.id, token, instance=settings.instance,
                        pooled=server.pooled, allow_origin=settings.cors_allow_origin,
-                       uid=settings.server_uid)
+                       uid=settings.server_uid, epoch=store.epochs.current()[0],
+                       deployment=settings.deployment_id)
     try:
         runtime.start_server(spec)
     except ImageMissing as missing:

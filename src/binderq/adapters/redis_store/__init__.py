@@ -1,5 +1,5 @@
 """Redis holds binderq's records. One store per kind of record (stagings, servers, pools,
-builds, tokens and task names, locks), sharing the key templates and the encoding of
+builds, tokens and task names, locks, the epoch), sharing the key templates and the encoding of
 `common`; RedisStore bundles them over one client, as the services take them."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import redis
 
 from binderq.adapters.redis_store.builds import BuildStore
 from binderq.adapters.redis_store.common import Keys, speaks_to_redis
+from binderq.adapters.redis_store.epochs import EpochStore
 from binderq.adapters.redis_store.health import HealthStore
 from binderq.adapters.redis_store.locks import LockStore
 from binderq.adapters.redis_store.metrics import MetricsStore
@@ -34,6 +35,7 @@ class RedisStore:
         self.tasks = TaskStore(client)
         self.locks = LockStore(client)
         self.health = HealthStore(client)
+        self.epochs = EpochStore(client)
         self.metrics = MetricsStore(client)
 
     @property

@@ -54,6 +54,7 @@ class Keys:
     HEALTH_REFRESH = "binderq:health:refresh"
     TASK = "binderq:task:{id}"
     USER_TOKEN = "binderq:user-token:{hash}"
+    EPOCH = "binderq:epoch"
     # Metrics every process adds to (redis_store/metrics.py).
     METRICS_HISTOGRAM = "binderq:metrics:histogram:{name}"
     METRICS_COUNTERS = "binderq:metrics:counters"
