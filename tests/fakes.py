@@ -22,12 +22,16 @@ from binderq.domain.spec import ServerSpec
 class FakeQueue:
     sent: list[tuple[str, tuple[Any, ...], str]] = field(default_factory=list)
     down: bool = False
+    # The host each task was sent to, by task id (None: as the task table routes it).
+    hosts: dict[str, str | None] = field(default_factory=dict)
 
-    def enqueue(self, name: str, *args: Any, task_id: str | None = None) -> str:
+    def enqueue(self, name: str, *args: Any, task_id: str | None = None,
+                host: str | None = None) -> str:
         if self.down:
             raise DependencyDown("Redis", "could not queue")
         task_id = task_id or f"task-{len(self.sent)}"
         self.sent.append((name, args, task_id))
+        self.hosts[task_id] = host
         return task_id
 
     def names(self) -> list[str]:

@@ -35,16 +35,35 @@ from binderq.processes import (
 )
 from binderq.settings import Settings
 from binderq.supervisor import Child, Supervisor, exit_reason, log_tail
-from binderq.tasks import BUILDS, LAUNCHES, MAINTENANCE
+from binderq.tasks import BUILDS, MAINTENANCE
 
 API_PATHS = ("/api", "/build", "/health", "/metrics")
 WSGI_APP = "binderq.bootstrap:create_wsgi_app()"
 CELERY_APP = "binderq.workers.main"
-# The Procfile's workers, as `binderq up` runs them (tests/unit/test_procfile.py: they agree).
-WORKER_PROCESSES = {
-    "worker-launch": ("-Q", f"{LAUNCHES},{MAINTENANCE}", "--concurrency", "4", "-n", "launch@%h"),
-    "worker-build": ("-Q", BUILDS, "--concurrency", "1", "-n", "build@%h"),
-}
+BUILD_WORKER = "worker-build"
+LAUNCH_WORKER_PREFIX = "worker-launch-"
+
+
+def worker_processes(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """The workers, as `binderq up` runs them: one launch worker per Docker host (its
+    queue, and maintenance; BINDERQ_WORKER_HOST tells it which engine is its own, as
+    worker_hosts says), and one build worker (tests/unit/test_procfile.py: the Procfile
+    agrees for the default host)."""
+    workers = {f"{LAUNCH_WORKER_PREFIX}{host.name}": (
+        "-Q", f"{host.queue},{MAINTENANCE}", "--concurrency", "4", "-n",
+        f"launch-{host.name}@%h") for host in settings.hosts}
+    workers[BUILD_WORKER] = ("-Q", BUILDS, "--concurrency", "1", "-n", "build@%h")
+    return workers
+
+
+def worker_host(process: str) -> str:
+    """The host a worker process owns ("" for the build worker: the first host)."""
+    return process.removeprefix(LAUNCH_WORKER_PREFIX) \
+        if process.startswith(LAUNCH_WORKER_PREFIX) else ""
+
+
+# The Procfile's workers (one host, `local`).
+WORKER_PROCESSES = worker_processes(Settings())
 DEMO_STAGING = "notebook"
 # binderq's iptables chain for br-+ and docker0 (docs/security.md).
 FIREWALL_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "firewall.sh"
@@ -97,8 +116,9 @@ class Stack:
             after_restart=lambda: self._proxy_back(api_target))
         self._start_child("web", self._spawner(
             "web", gunicorn_command(WSGI_APP, f"127.0.0.1:{api_port}")))
-        for name, options in WORKER_PROCESSES.items():
-            self._start_child(name, self._spawner(name, _celery("worker", *options)))
+        for name, options in worker_processes(self.settings).items():
+            self._start_child(name, self._spawner(name, _celery("worker", *options),
+                                                  worker_host=worker_host(name)))
         self._start_child("beat", self._spawner(
             "beat", _celery("beat", "-s", str(self.run_dir / "celerybeat-schedule"))))
         if self.flower:
@@ -141,12 +161,13 @@ class Stack:
     def _start_child(self, name: str, start, after_restart=None) -> None:
         self.supervisor.start(Child(name, start, self.run_dir / f"{name}.log", after_restart))
 
-    def _spawner(self, name: str, args: list[str]):
+    def _spawner(self, name: str, args: list[str], *, worker_host: str = ""):
         """A start function for a child of ours with args, logging to run_dir/name.log."""
         def spawn() -> subprocess.Popen:
             log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 (the child's)
+            env = self.settings.with_changes(worker_host=worker_host).to_env()
             with log:
-                return subprocess.Popen(args, env=self.settings.to_env(), stdout=log,
+                return subprocess.Popen(args, env=env, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True,
                                         preexec_fn=parent_death_signal())
         return spawn
@@ -256,7 +277,7 @@ Launch a notebook of the demo staging (kept warm: a pool of {DEMO_POOL_SIZE}): o
             print("binderq: stopping " + ("servers and processes" if remove_servers else
                                           "processes (servers keep running)") + " ...",
                   flush=True)
-            self._stop_processes(lambda name: name == "beat" or name in WORKER_PROCESSES)
+            self._stop_processes(lambda name: name == "beat" or name.startswith("worker-"))
             if remove_servers:
                 self._stop_servers()
             self._stop_processes(lambda name: True)

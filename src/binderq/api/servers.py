@@ -40,6 +40,8 @@ class ServerSchema(Schema):
     cull_at = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
     task_id = fields.String(allow_none=True)
+    host = fields.String(metadata={"description": "the Docker host it runs on "
+                                                  "(BINDERQ_DOCKER_HOSTS)"})
 
 
 class ServerListArgs(StrictSchema):

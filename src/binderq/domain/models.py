@@ -165,6 +165,8 @@ class Server:
     # Its staging's kind (what url points at), and the image id its containers run.
     kind: str = "notebook"
     image_id: str | None = None
+    # The Docker host it runs on (domain/hosts.py), chosen when its place was reserved.
+    host: str = ""
 
 
 _NESTED = {

@@ -8,6 +8,7 @@ import secrets
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import (
     CapacityExceeded,
+    DependencyDown,
     FieldError,
     InvalidInput,
     NotFound,
@@ -224,9 +225,9 @@ def _start_pooled_server(staging: Staging, *, store: RedisStore, queue: TaskQueu
                     pooled=True, task_id=new_task_id(), kind=staging.kind)
     try:
         store.servers.reserve(server, settings.max_servers,
-                              staging_limit=staging.max_servers or 0)
-    except (CapacityExceeded, QuotaExceeded) as full:
+                              staging_limit=staging.max_servers or 0, hosts=settings.hosts)
+    except (CapacityExceeded, QuotaExceeded, DependencyDown) as full:
         log.warning("pool %s: cannot start more servers: %s", staging.name, full)
         return False
-    queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id)
+    queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id, host=server.host)
     return True

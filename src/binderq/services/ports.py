@@ -15,7 +15,8 @@ if TYPE_CHECKING:  # for annotations only
 
 
 class TaskQueue(Protocol):
-    def enqueue(self, name: str, *args: Any, task_id: str | None = None) -> str: ...
+    def enqueue(self, name: str, *args: Any, task_id: str | None = None,
+                host: str | None = None) -> str: ...
 
 
 class Proxy(Protocol):

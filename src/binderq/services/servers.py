@@ -65,9 +65,9 @@ def request_cold_launch(staging: Staging, *, store: RedisStore, queue: TaskQueue
     server = Server(id=new_server_id(), staging=staging.name, staging_version=staging.version,
                     task_id=new_task_id(), client=share.client, kind=staging.kind)
     store.servers.reserve(server, settings.max_servers, staging_limit=staging.max_servers or 0,
-                          client_limit=share.max_servers)
+                          client_limit=share.max_servers, hosts=settings.hosts)
     try:
-        queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id)
+        queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id, host=server.host)
     except BinderqError as error:
         store.servers.transition(server.id, [ServerStatus.PENDING], status=ServerStatus.FAILED,
                                  error=f"could not queue the launch: {error}")

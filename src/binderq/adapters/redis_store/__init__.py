@@ -10,6 +10,7 @@ from binderq.adapters.redis_store.builds import BuildStore
 from binderq.adapters.redis_store.common import Keys, speaks_to_redis
 from binderq.adapters.redis_store.epochs import EpochStore
 from binderq.adapters.redis_store.health import HealthStore
+from binderq.adapters.redis_store.hosts import HostStore
 from binderq.adapters.redis_store.locks import LockStore
 from binderq.adapters.redis_store.metrics import MetricsStore
 from binderq.adapters.redis_store.pools import PoolClaim, PoolStore
@@ -35,6 +36,7 @@ class RedisStore:
         self.tasks = TaskStore(client)
         self.locks = LockStore(client)
         self.health = HealthStore(client)
+        self.hosts = HostStore(client)
         self.epochs = EpochStore(client)
         self.metrics = MetricsStore(client)
 

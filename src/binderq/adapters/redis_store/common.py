@@ -32,6 +32,12 @@ class Keys:
     # Fair shares: the servers of one staging, of one client (members pruned as they are counted).
     STAGING_SERVERS = "binderq:servers:staging:{name}"
     CLIENT_SERVERS = "binderq:servers:client:{client}"
+    # The active servers of one Docker host, and that host's proofs of life (redis_store/hosts).
+    HOST_SERVERS = "binderq:servers:host:{host}"
+    HOST_ALIVE = "binderq:host:{host}:alive"
+    HOST_SEEN = "binderq:host:{host}:seen"
+    HOST_RUNNING = "binderq:host:{host}:running"
+    HOST_DOWN_NOTICED = "binderq:host:{host}:down-noticed"
     POOLS = "binderq:pools"
     POOL = "binderq:pool:{staging}"
     POOL_READY = "binderq:pool:{staging}:ready"

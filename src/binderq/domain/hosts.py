@@ -1,0 +1,89 @@
+"""The Docker hosts binderq spreads servers over, and where a new server goes: pure rules.
+
+BINDERQ_DOCKER_HOSTS="a=unix:///var/run/docker.sock;max=20,b=tcp://10.0.0.2:2376" names each
+host, its engine and its capacity (servers at once; without `max`, the service's capacity).
+Unset, there is one host, `local`, on DOCKER_HOST. The Redis reserve script
+(adapters/redis_store/servers.py) mirrors pick_host; a unit test holds the two to agreeing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+DEFAULT_HOST = "local"
+HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+ENGINE_SCHEMES = ("unix://", "tcp://")
+# A host's worker proves every HEARTBEAT_INTERVAL seconds that it runs and its engine answers;
+# a host whose last proof is older than HEARTBEAT_TTL gets no new servers.
+HEARTBEAT_INTERVAL = 5.0
+HEARTBEAT_TTL = 15
+# Seconds a host may stay down before its servers are marked failed.
+HOST_LOSS_GRACE = 90.0
+
+
+class HostsError(ValueError):
+    """BINDERQ_DOCKER_HOSTS cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """One Docker engine binderq runs servers on."""
+
+    name: str
+    url: str
+    max_servers: int
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue of this host's launches, stops and container upkeep."""
+        return host_queue(self.name)
+
+
+def host_queue(name: str) -> str:
+    return f"launches.{name}"
+
+
+def parse_hosts(spec: str, *, default_url: str, default_max: int) -> tuple[Host, ...]:
+    """Hosts from BINDERQ_DOCKER_HOSTS, sorted by name; one `local` host on default_url when
+    spec is empty. HostsError names what is wrong."""
+    if not spec.strip():
+        return (Host(DEFAULT_HOST, default_url, default_max),)
+    hosts = [_parse_host(item.strip(), default_max) for item in spec.split(",") if item.strip()]
+    names = [host.name for host in hosts]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise HostsError(f"host {duplicates[0]!r} is named twice")
+    return tuple(sorted(hosts, key=lambda host: host.name))
+
+
+def _parse_host(item: str, default_max: int) -> Host:
+    name, equals, rest = item.partition("=")
+    url, *options = rest.split(";")
+    if not equals or not HOST_NAME.match(name.strip()):
+        raise HostsError(f"{item!r}: expected name=url with a name of a-z, 0-9 and -")
+    if not url.startswith(ENGINE_SCHEMES) or len(url) <= len("tcp://"):
+        raise HostsError(f"{item!r}: the engine's url must start with unix:// or tcp://")
+    max_servers = default_max
+    for option in options:
+        key, _, value = option.partition("=")
+        if key.strip() != "max" or not value.strip().isdigit() or int(value) < 1:
+            raise HostsError(f"{item!r}: the only option is max=N (N at least 1)")
+        max_servers = int(value)
+    return Host(name.strip(), url.strip(), max_servers)
+
+
+def pick_host(hosts: Sequence[Host], used: Mapping[str, int],
+              up: set[str] | None) -> tuple[Host | None, int]:
+    """The host a new server goes to: of the hosts that are up (up=None: all; with one host
+    binderq does not ask), the one with the most free places, the first by name on a tie.
+    Returns (host, its free places): host None when none is up; free <= 0 when all are full."""
+    best, best_free = None, 0
+    for host in sorted(hosts, key=lambda host: host.name):
+        if up is not None and host.name not in up:
+            continue
+        free = host.max_servers - used.get(host.name, 0)
+        if best is None or free > best_free:
+            best, best_free = host, free
+    return best, best_free
