@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+
+from binderq.domain.models import isoformat
 
 DEFAULT_HOST = "local"
 HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -87,3 +90,20 @@ def pick_host(hosts: Sequence[Host], used: Mapping[str, int],
         if best is None or free > best_free:
             best, best_free = host, free
     return best, best_free
+
+
+def on_host(server_host: str, host: str, first: str) -> bool:
+    """Whether a server of record server_host runs on host (records made before hosts have
+    none: they run on the first host)."""
+    return (server_host or first) == host
+
+
+def is_lost(down_since: datetime, now: datetime, grace: float = HOST_LOSS_GRACE) -> bool:
+    """A host down since down_since is lost by now: its servers are given up."""
+    return (now - down_since).total_seconds() >= grace
+
+
+def loss_reason(host: str, down_since: datetime) -> str:
+    """Why a server of a lost host failed, naming the host."""
+    return (f"host {host} is down: its engine or its launch worker has not answered since "
+            f"{isoformat(down_since)}")

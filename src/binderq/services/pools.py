@@ -25,6 +25,7 @@ from binderq.domain.pools import (
 )
 from binderq.domain.shares import NO_SHARE, ClientShare
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
+from binderq.services.hosts import running_servers
 from binderq.services.ports import Runtime, TaskQueue
 from binderq.services.servers import Launch
 from binderq.services.stagings import get_staging
@@ -193,8 +194,7 @@ def _upkeep_once(staging_name: str, *, store: RedisStore, runtime: Runtime, queu
         plan = PoolPlan(retire={s.id: "retired from the pool: its staging was deleted"
                                 for s in servers})
     else:
-        running = {c.server_id for c in runtime.server_containers()
-                   if c.role == "notebook" and c.running}
+        running = running_servers(servers, store=store, runtime=runtime, settings=settings)
         failures = store.pools.recent_failures(staging_name)
         if failures >= FAILURES_BEFORE_BACKOFF:
             log.warning("pool %s: %d launches failed lately; starting one at a time",

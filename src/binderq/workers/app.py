@@ -21,6 +21,7 @@ from binderq.tasks import (
     TaskSpec,
     queue_of,
 )
+from binderq.workers import heartbeat  # noqa: F401  (a launch worker proves its host's life)
 from binderq.workers.logs import install_task_logging
 
 # Celery's own tasks (chords and the like), which the table does not list, get these.
