@@ -92,6 +92,16 @@ def pick_host(hosts: Sequence[Host], used: Mapping[str, int],
     return best, best_free
 
 
+# Where images go in the registry: one repository, tagged by image id (the same on every
+# engine after a push and a pull), so any deployment's staging of one image shares it.
+REGISTRY_REPOSITORY = "binderq/images"
+
+
+def registry_reference(registry: str, image_id: str) -> str:
+    """The registry's name of an image id: REGISTRY/binderq/images:<hex of the id>."""
+    return f"{registry}/{REGISTRY_REPOSITORY}:{image_id.removeprefix('sha256:')}"
+
+
 def on_host(server_host: str, host: str, first: str) -> bool:
     """Whether a server of record server_host runs on host (records made before hosts have
     none: they run on the first host)."""

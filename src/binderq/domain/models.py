@@ -121,6 +121,9 @@ class Staging:
     image_id: str | None = None
     service_image_ids: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)
+    # With many Docker hosts: each host's pull of this version's images from the registry
+    # ({host: {version, status, images, at, error}}), written by the host's first launch.
+    pulls: dict[str, dict[str, Any]] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
 
@@ -134,7 +137,7 @@ class Staging:
 
 
 _STAGING_BOOKKEEPING = {"status", "error", "version", "image_id", "service_image_ids",
-                        "provenance", "created_at", "updated_at"}
+                        "provenance", "pulls", "created_at", "updated_at"}
 
 
 @dataclass

@@ -24,6 +24,7 @@ from binderq.domain.spec import ServerSpec, server_path, server_spec
 from binderq.domain.staging_rules import refusal, staging_problems
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
 from binderq.services import observe
+from binderq.services.images import ensure_on_host, uses_registry
 from binderq.services.ports import Proxy, ReadinessProbe, Runtime, TaskQueue
 from binderq.settings import Settings
 from binderq.tasks import LAUNCH, STOP
@@ -141,6 +142,9 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
                        pooled=server.pooled, allow_origin=settings.cors_allow_origin,
                        uid=settings.server_uid, epoch=store.epochs.current()[0],
                        deployment=settings.deployment_id)
+    if uses_registry(settings):  # this host's first server of the staging pulls its images
+        ensure_on_host(staging, host=server.host or settings.host().name, store=store,
+                       runtime=runtime, settings=settings)
     try:
         runtime.start_server(spec)
     except ImageMissing as missing:
