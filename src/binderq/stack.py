@@ -30,6 +30,7 @@ from binderq.processes import (
     redis_url_with_password,
     start_proxy,
     start_redis,
+    start_registry,
     stop_process,
     wait_until,
 )
@@ -65,6 +66,7 @@ def worker_host(process: str) -> str:
 # The Procfile's workers (one host, `local`).
 WORKER_PROCESSES = worker_processes(Settings())
 DEMO_STAGING = "notebook"
+REGISTRY_DIR = "registry"  # the embedded registry's images, in the data directory
 # binderq's iptables chain for br-+ and docker0 (docs/security.md).
 FIREWALL_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "firewall.sh"
 DEMO_POOL_SIZE = 2
@@ -104,6 +106,8 @@ class Stack:
         ports = [self.port]
         if not self.settings.redis_url:
             ports.append(self._start_redis())
+        if self.settings.many_hosts and not self.settings.registry:
+            ports.append(self._start_registry())
         api_port, proxy_api_port = free_port(), free_port()
         ports += [proxy_api_port, api_port]
         self.settings = self.settings.with_changes(
@@ -157,6 +161,17 @@ class Stack:
             deployment=self.settings.deployment or deployment_id(self.settings.secret_key,
                                                                  f"file://{data}"))
         return redis_port
+
+    def _start_registry(self) -> int:
+        """Debian's docker-registry on loopback, its images in the data directory: with more
+        than one Docker host, images reach each through it (docs/scaling.md)."""
+        port = free_port()
+        storage = (self.data_dir or self.run_dir) / REGISTRY_DIR
+        self._start_child("registry", lambda: start_registry(
+            port, storage=storage, config_dir=self.run_dir,
+            log_file=self.run_dir / "registry.log", die_with_parent=True))
+        self.settings = self.settings.with_changes(registry=f"127.0.0.1:{port}")
+        return port
 
     def _start_child(self, name: str, start, after_restart=None) -> None:
         self.supervisor.start(Child(name, start, self.run_dir / f"{name}.log", after_restart))

@@ -155,3 +155,20 @@ def test_a_hosts_reconcile_leaves_other_hosts_servers_and_adopts_onto_itself(
     assert repairs.adopt == {on_b.id} and not repairs.remove_routes
     assert store.servers.get(on_b.id).host == "b"
     assert store.servers.get(on_a.id).status == ServerStatus.READY
+
+
+def test_a_pooled_server_on_a_down_host_is_never_handed_out(
+        store, queue, runtime, proxy, two_hosts):
+    ready_staging(store, queue, runtime)
+    _up(store, "a", "b")
+    store.pools.set_size("demo", 2)
+    pools.replenish_pool("demo", store=store, runtime=runtime, queue=queue,
+                         settings=two_hosts)
+    for server in store.servers.active():
+        servers.launch_server(server.id, store=store, runtime=runtime, proxy=proxy,
+                              probe=answering_probe, settings=two_hosts)
+    store.redis.delete("binderq:host:a:alive")  # a is down; upkeep has not seen it yet
+    claims = [deploy.request_launch("demo", store=store, queue=queue, settings=two_hosts,
+                                    cold=True) for _ in range(2)]
+    assert claims[0].server.pooled and claims[0].server.host == "b"
+    assert not claims[1].server.pooled and claims[1].server.host == "b"  # cold, on b

@@ -26,12 +26,26 @@ def push_image(client: docker.DockerClient, image_id: str, reference: str, *,
     """Tag image id as reference (REGISTRY/repository:tag) and push it there."""
     repository, tag = reference.rsplit(":", 1)
     try:
-        client.images.get(image_id).tag(repository, tag)
+        image = client.images.get(image_id)
+        image.tag(repository, tag)
         _stream_ok(client.api.push(repository, tag=tag, stream=True, decode=True))
     except _TRANSFER_ERRORS as error:
         raise ImageTransferFailed(
             f"host {host or 'local'} could not push image {image_id} to {reference}: "
             f"{short(error)}", host=host, image=image_id) from error
+    finally:
+        _untag(client, reference)
+
+
+def _untag(client: docker.DockerClient, reference: str) -> None:
+    """Take the registry's tag off again where the image has another (so the collector's
+    removal of that one frees the image); an image with no other tag keeps it."""
+    try:
+        tags = client.images.get(reference).tags
+        if len(tags) > 1:
+            client.api.remove_image(reference, noprune=True)
+    except docker.errors.DockerException:
+        pass  # not tagged, or already gone: nothing to take off
 
 
 def pull_image(client: docker.DockerClient, reference: str, image_id: str, *,

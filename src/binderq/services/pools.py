@@ -128,7 +128,8 @@ def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
     now = utcnow()
     claim = store.pools.claim(
         staging.name, queued_ttl=QUEUED_TTL, expected_version=staging.version,
-        client=share.client, client_limit=share.max_servers, claimed_at=now, last_activity=now,
+        client=share.client, client_limit=share.max_servers, hosts_checked=settings.many_hosts,
+        claimed_at=now, last_activity=now,
         cull_at=cull_deadline(handed_out=now, last_activity=now, limits=cull_limits(staging)),
     )
     if claim is None:

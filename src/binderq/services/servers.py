@@ -238,12 +238,13 @@ def stop_server(server_id: str, *, store: RedisStore, runtime: Runtime,
     server = store.servers.get(server_id)
     if server is None or server.status == ServerStatus.STOPPED:
         return server
-    if server.status != ServerStatus.STOPPING:
-        server = store.servers.transition(server_id, [*ACTIVE_SERVER_STATUSES,
-                                                      ServerStatus.FAILED],
+    if server.status not in (ServerStatus.STOPPING, ServerStatus.FAILED):
+        server = store.servers.transition(server_id, ACTIVE_SERVER_STATUSES,
                                           status=ServerStatus.STOPPING) or server
+    # A failed one stays failed (and says why) until its containers are gone: its host may
+    # be down, and this task retried until it is back.
     _remove_everything(server_id, runtime=runtime, proxy=proxy)
-    stopped = store.servers.transition(server_id, [ServerStatus.STOPPING],
+    stopped = store.servers.transition(server_id, [ServerStatus.STOPPING, ServerStatus.FAILED],
                                        status=ServerStatus.STOPPED, stopped_at=utcnow())
     return stopped or store.servers.get(server_id)
 
