@@ -242,10 +242,8 @@ class Stack:
     def stage_demo(self) -> None:
         """Stage the notebook image as a public staging with a small pool, if the engine
         has the image."""
-        from binderq.bootstrap import build_runtime
-
         image = self.settings.notebook_image
-        if build_runtime(self.settings).image(image) is None:
+        if self._runtimes()[self.settings.hosts[0].name].image(image) is None:
             print(f"binderq: no demo: image {image} is not on the engine "
                   "(deploy/build-notebook-image.sh builds it)")
             return
@@ -309,12 +307,17 @@ Launch a notebook of the demo staging (kept warm: a pool of {DEMO_POOL_SIZE}): o
             print(f"binderq: could not remove the firewall chain: {why_not}", file=sys.stderr)
 
     def _containers_left(self) -> bool:
-        from binderq.bootstrap import build_runtime
-
         try:
-            return bool(build_runtime(self.settings).server_containers())
+            return any(runtime.server_containers() for runtime in self._runtimes().values())
         except BinderqError:
             return True  # cannot tell: keep guarding
+
+    def _runtimes(self) -> dict:
+        """Each Docker host's runtime, by host name."""
+        from binderq.bootstrap import build_runtime
+
+        return {host.name: build_runtime(self.settings.with_changes(docker_host=host.url))
+                for host in self.settings.hosts}
 
     def _stop_processes(self, which) -> None:
         for name, process in reversed(self.processes):
@@ -323,20 +326,23 @@ Launch a notebook of the demo staging (kept warm: a pool of {DEMO_POOL_SIZE}): o
         self.supervisor.forget_exited()
 
     def _stop_servers(self) -> None:
-        from binderq.bootstrap import build_proxy, build_runtime, build_store
+        from binderq.bootstrap import build_proxy, build_store
         from binderq.services.servers import stop_server
 
         store = build_store(self.settings)
-        runtime, proxy = build_runtime(self.settings), build_proxy(self.settings)
+        runtimes, proxy = self._runtimes(), build_proxy(self.settings)
+        first = self.settings.hosts[0].name
         try:
             for server in store.servers.active():
-                stop_server(server.id, store=store, runtime=runtime, proxy=proxy)
+                stop_server(server.id, store=store, runtime=runtimes.get(
+                    server.host or first, runtimes[first]), proxy=proxy)
         except BinderqError as error:
             print(f"binderq: could not stop every server cleanly: {error}", file=sys.stderr)
-        try:
-            runtime.remove_deployment()  # and containers whose record never reached Redis
-        except BinderqError as error:
-            print(f"binderq: could not remove every container: {error}", file=sys.stderr)
+        for runtime in runtimes.values():
+            try:
+                runtime.remove_deployment()  # and containers whose record never reached Redis
+            except BinderqError as error:
+                print(f"binderq: could not remove every container: {error}", file=sys.stderr)
 
     def _check_started(self) -> None:
         """While starting, a child that dies is a failed start (StartFailed, with its log)."""
