@@ -162,6 +162,18 @@ def test_a_promoted_launch_runs_the_stagings_current_version(store, queue, runti
     assert store.servers.get(waiting.id).staging_version == staged.version
 
 
+def test_deleting_a_staging_takes_its_queued_launches_out_of_line(
+        store, queue, runtime, settings):
+    ready_staging(store, queue, runtime, "gone", max_servers=1)
+    ready_staging(store, queue, runtime, "kept", max_servers=1)
+    running = [_launch(store, queue, settings, name, wait=False) for name in ("gone", "kept")]
+    waiting = [_launch(store, queue, settings, name) for name in ("gone", "kept")]
+    deploy.delete_staging("gone", force=True, store=store, queue=queue)
+    assert store.servers.get(waiting[0].id).status == ServerStatus.STOPPED
+    assert store.launch_queue.waiting() == [waiting[1].id]
+    assert store.servers.get(running[0].id).status == ServerStatus.STOPPING
+
+
 # -- who may wait, and for how long -------------------------------------------------------
 
 

@@ -126,8 +126,15 @@ def delete_staging(name: str, *, force: bool, store: RedisStore, queue: TaskQueu
     store.stagings.delete(name)
     retire_unclaimed(name, "retired from the pool: its staging was deleted", store=store,
                      queue=queue)
-    for server in _servers_in_use(name, store=store):
+    for server in _servers_in_use(name, store=store) + _queued(name, store=store):
         request_stop(server.id, store=store, queue=queue)
+
+
+def _queued(staging_name: str, *, store: RedisStore) -> list[Server]:
+    """Its launches waiting in the launch queue: they leave it with their staging."""
+    waiting = (store.servers.get(server_id) for server_id in store.launch_queue.waiting())
+    return [server for server in waiting if server is not None
+            and server.staging == staging_name]
 
 
 def _servers_in_use(staging_name: str, *, store: RedisStore) -> list[Server]:
