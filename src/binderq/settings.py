@@ -104,6 +104,10 @@ class Settings:
     build_log_bytes: int = 2 * 1024**2
     # Seconds between collector runs (celery beat sends it).
     collect_interval: float = 3600.0
+    # The launch queue (`?queue=true` at capacity): seconds a queued launch waits without
+    # being polled (GET /api/servers/{id}) before it is dropped, and how many may wait.
+    queue_poll_timeout: float = 60.0
+    max_queued: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -141,6 +145,10 @@ class Settings:
             if getattr(self, name) < 0:
                 raise SettingsError(f"BINDERQ_{name.upper()} must be 0 (no limit) or more")
         _check_retention(self)
+        if self.queue_poll_timeout <= 0:
+            raise SettingsError("BINDERQ_QUEUE_POLL_TIMEOUT must be above 0")
+        if self.max_queued < 0:
+            raise SettingsError("BINDERQ_MAX_QUEUED must be 0 (no queue) or more")
         if self.server_uid < 1:
             raise SettingsError("BINDERQ_SERVER_UID must be above 0: containers never run as root")
         if self.publish_ip in ("0.0.0.0", "::"):

@@ -32,6 +32,12 @@ class Keys:
     # Fair shares: the servers of one staging, of one client (members pruned as they are counted).
     STAGING_SERVERS = "binderq:servers:staging:{name}"
     CLIENT_SERVERS = "binderq:servers:client:{client}"
+    # The launch queue (redis_store/launch_queue.py): ids by arrival, when each was last
+    # polled, the arrival counter, and when the latest ones were promoted (for the eta).
+    LAUNCH_QUEUE = "binderq:launch-queue"
+    LAUNCH_QUEUE_POLLED = "binderq:launch-queue:polled"
+    LAUNCH_QUEUE_ARRIVALS = "binderq:launch-queue:arrivals"
+    LAUNCH_QUEUE_PROMOTED = "binderq:launch-queue:promoted"
     POOLS = "binderq:pools"
     POOL = "binderq:pool:{staging}"
     POOL_READY = "binderq:pool:{staging}:ready"
