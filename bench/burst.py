@@ -23,28 +23,23 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import NOTEBOOK_IMAGE, describe, operator, poll, stage, start_stack  # noqa: E402
-
-from binderq.adapters.readiness import wait_until_ready as wait_for_notebook  # noqa: E402
+from common import (  # noqa: E402
+    describe,
+    operator,
+    poll,
+    raw_docker_run,
+    remove_containers,
+    stage,
+    start_stack,
+)
 
 TARGETS = {1: 1.10, 10: 1.20, 30: 1.25}
 MEMORY, CPUS, PIDS = "256m", 1.0, 256
 LIMITS = ["--memory", MEMORY, "--cpus", str(CPUS), "--pids-limit", str(PIDS)]
 
 
-def raw_docker_run() -> tuple[float, str]:
-    """`docker run` of the notebook, then the probe binderq uses; (seconds, container)."""
-    token, name = secrets.token_hex(16), f"bench-raw-{secrets.token_hex(4)}"
-    started = time.monotonic()
-    subprocess.run(["docker", "run", "-d", "--name", name, "-p", "127.0.0.1::8888", *LIMITS,
-                    NOTEBOOK_IMAGE, "python3", "-m", "notebook", "--ip=0.0.0.0",
-                    "--port=8888", "--no-browser", "--NotebookApp.base_url=/user/raw/",
-                    f"--NotebookApp.token={token}"], check=True, capture_output=True)
-    address = subprocess.run(["docker", "port", name, "8888/tcp"], check=True,
-                             capture_output=True, text=True).stdout.split()[0]
-    wait_for_notebook(f"http://{address}/user/raw/", token, timeout=180,
-                      still_running=lambda: None)
-    return time.monotonic() - started, name
+def raw_launch() -> tuple[float, str]:
+    return raw_docker_run(LIMITS, timeout=180)
 
 
 def binderq_launch(stack) -> tuple[float, str]:
@@ -78,10 +73,6 @@ def burst(size: int, launch) -> tuple[float, list[str]]:
     return time.monotonic() - started, [made for _, made in results]
 
 
-def clean_raw(names: list[str]) -> None:
-    subprocess.run(["docker", "rm", "-f", *names], check=True, capture_output=True)
-
-
 def clean_binderq(stack, server_ids: list[str]) -> None:
     headers = operator(stack)
     for server_id in server_ids:
@@ -95,9 +86,9 @@ def clean_binderq(stack, server_ids: list[str]) -> None:
 def measure(stack, size: int, rounds: int) -> tuple[list[float], list[float]]:
     raw, ours = [], []
     for _ in range(rounds):
-        seconds, names = burst(size, raw_docker_run)
+        seconds, names = burst(size, raw_launch)
         raw.append(seconds)
-        clean_raw(names)
+        remove_containers(names)
         seconds, server_ids = burst(size, lambda: binderq_launch(stack))
         ours.append(seconds)
         clean_binderq(stack, server_ids)
@@ -114,7 +105,7 @@ def main() -> int:
     missed = []
     try:
         stage(stack, "burst", resources={"memory": MEMORY, "cpus": CPUS, "pids": PIDS})
-        clean_raw(burst(1, raw_docker_run)[1])  # warm both paths once, unmeasured
+        remove_containers(burst(1, raw_launch)[1])  # warm both paths once, unmeasured
         clean_binderq(stack, burst(1, lambda: binderq_launch(stack))[1])
         for size in sizes:
             raw, ours = measure(stack, size, args.rounds)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,28 +19,24 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import NOTEBOOK_IMAGE, describe, operator, poll, stage, start_stack  # noqa: E402
-
-from binderq.adapters.readiness import wait_until_ready as wait_for_notebook  # noqa: E402
+from common import (  # noqa: E402
+    describe,
+    operator,
+    poll,
+    raw_docker_run,
+    remove_containers,
+    stage,
+    start_stack,
+)
 
 TARGET_RATIO = 1.25
 LIMITS = ["--memory", "512m", "--cpus", "1", "--pids-limit", "256"]
 
 
-def raw_docker_run() -> float:
+def raw_launch() -> float:
     """`docker run` of the notebook, then the same probe binderq uses; seconds."""
-    token, name = secrets.token_hex(16), f"bench-raw-{secrets.token_hex(4)}"
-    started = time.monotonic()
-    subprocess.run(["docker", "run", "-d", "--name", name, "-p", "127.0.0.1::8888", *LIMITS,
-                    NOTEBOOK_IMAGE, "python3", "-m", "notebook", "--ip=0.0.0.0",
-                    "--port=8888", "--no-browser", "--NotebookApp.base_url=/user/raw/",
-                    f"--NotebookApp.token={token}"], check=True, capture_output=True)
-    address = subprocess.run(["docker", "port", name, "8888/tcp"], check=True,
-                             capture_output=True, text=True).stdout.split()[0]
-    wait_for_notebook(f"http://{address}/user/raw/", token, timeout=60,
-                      still_running=lambda: None)
-    elapsed = time.monotonic() - started
-    subprocess.run(["docker", "rm", "-f", name], check=True, capture_output=True)
+    elapsed, name = raw_docker_run(LIMITS)
+    remove_containers([name])
     return elapsed
 
 
@@ -77,10 +72,10 @@ def main() -> int:
     stack = start_stack(f"bench{secrets.token_hex(2)}")
     try:
         stage(stack, "bench", resources={"memory": "512m", "cpus": 1.0, "pids": 256})
-        raw_docker_run(), binderq_launch(stack)  # warm both paths once, unmeasured
+        raw_launch(), binderq_launch(stack)  # warm both paths once, unmeasured
         raw, ours = [], []
         for _ in range(args.runs):
-            raw.append(raw_docker_run())
+            raw.append(raw_launch())
             ours.append(binderq_launch(stack))
     finally:
         stack.stop()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import secrets
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 
 import requests
 
+from binderq.adapters.readiness import wait_until_ready
 from binderq.cli import Stack, settings_for_up
 from binderq.processes import free_port
 from binderq.settings import Settings
@@ -57,3 +60,23 @@ def describe(name: str, seconds: list[float]) -> str:
     ms = [value * 1000 for value in seconds]
     return (f"{name:<34} n={len(ms):<4} median {statistics.median(ms):8.1f} ms   "
             f"p90 {percentile(ms, 0.9):8.1f} ms   p99 {percentile(ms, 0.99):8.1f} ms")
+
+
+def raw_docker_run(limits: list[str], *, timeout: float = 60) -> tuple[float, str]:
+    """The baseline: `docker run` of the notebook with limits, then the probe binderq uses
+    (the notebook's api/status with its token); (seconds, the container's name: remove it)."""
+    token, name = secrets.token_hex(16), f"bench-raw-{secrets.token_hex(4)}"
+    started = time.monotonic()
+    subprocess.run(["docker", "run", "-d", "--name", name, "-p", "127.0.0.1::8888", *limits,
+                    NOTEBOOK_IMAGE, "python3", "-m", "notebook", "--ip=0.0.0.0",
+                    "--port=8888", "--no-browser", "--NotebookApp.base_url=/user/raw/",
+                    f"--NotebookApp.token={token}"], check=True, capture_output=True)
+    address = subprocess.run(["docker", "port", name, "8888/tcp"], check=True,
+                             capture_output=True, text=True).stdout.split()[0]
+    wait_until_ready(f"http://{address}/user/raw/", token, timeout=timeout,
+                     still_running=lambda: None)
+    return time.monotonic() - started, name
+
+
+def remove_containers(names: list[str]) -> None:
+    subprocess.run(["docker", "rm", "-f", *names], check=True, capture_output=True)

@@ -229,7 +229,8 @@ def servers(ctx: Context, staging: str | None, status: str | None) -> None:
 
 
 def _servers_table(rows: list[dict]) -> None:
-    table = Table("id", "staging", "status", "age", "culled in", "url", box=None)
+    table = Table("id", "staging", "status", "age", "culled in", box=None)
+    table.add_column("url", overflow="fold")  # whole, to copy, however narrow the terminal
     for server in rows:
         table.add_row(server["id"], server["staging"], server["status"],
                       _since(server.get("created_at")), _until(server.get("cull_at")),

@@ -114,6 +114,10 @@ class Settings:
     # The image registry ("127.0.0.1:5055") images go through to reach every host; empty with
     # one host: none needed (`binderq up` starts one when more hosts are named).
     registry: str = ""
+    # The launch queue (`?queue=true` at capacity): seconds a queued launch waits without
+    # being polled (GET /api/servers/{id}) before it is dropped, and how many may wait.
+    queue_poll_timeout: float = 60.0
+    max_queued: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -151,6 +155,10 @@ class Settings:
             if getattr(self, name) < 0:
                 raise SettingsError(f"BINDERQ_{name.upper()} must be 0 (no limit) or more")
         _check_retention(self)
+        if self.queue_poll_timeout <= 0:
+            raise SettingsError("BINDERQ_QUEUE_POLL_TIMEOUT must be above 0")
+        if self.max_queued < 0:
+            raise SettingsError("BINDERQ_MAX_QUEUED must be 0 (no queue) or more")
         if self.server_uid < 1:
             raise SettingsError("BINDERQ_SERVER_UID must be above 0: containers never run as root")
         if self.publish_ip in ("0.0.0.0", "::"):

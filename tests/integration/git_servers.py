@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from binderq.processes import stop_process
+
 
 def _handler(root: Path, redirects: dict[str, str]) -> type[BaseHTTPRequestHandler]:
     class GitHttpBackend(BaseHTTPRequestHandler):
@@ -90,8 +92,7 @@ def git_daemon(root: Path, address: str, port: int) -> Iterator[int]:
             time.sleep(0.05)
         yield port
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process, timeout=10)  # SIGTERM, then SIGKILL if it lingers
 
 
 def _answers(address: str, port: int) -> bool:

@@ -25,9 +25,8 @@ import pytest
 import redis
 import requests
 
-from binderq.cli import WSGI_APP, gunicorn_command
-from binderq.processes import free_port, start_proxy, stop_process, wait_until
-from tests.integration.conftest import OPERATOR, make_repo, settings_env
+from binderq.processes import free_port, start_proxy, stop_process
+from tests.integration.conftest import OPERATOR, gunicorn_api, make_repo
 
 pytestmark = pytest.mark.integration
 
@@ -78,23 +77,8 @@ def contract_redis(contract_settings):
 @pytest.fixture(scope="module")
 def contract_api(contract_settings, contract_redis, logs_dir):
     """The API under gunicorn, with no worker, on its own Redis database."""
-    port = free_port()
-    process = subprocess.Popen(
-        gunicorn_command(WSGI_APP, f"127.0.0.1:{port}"), env=settings_env(contract_settings),
-        stdout=open(logs_dir / "contract-gunicorn.log", "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return requests.get(f"{url}/api/openapi.json", timeout=1).status_code == 200
-        except requests.RequestException:
-            return process.poll() is not None
-
-    wait_until(answers, timeout=30, what="gunicorn")
-    assert process.poll() is None, (logs_dir / "contract-gunicorn.log").read_text()[-3000:]
-    yield url
-    stop_process(process)
+    with gunicorn_api(contract_settings, logs_dir / "contract-gunicorn.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -172,3 +172,26 @@ def test_a_pooled_server_on_a_down_host_is_never_handed_out(
                                     cold=True) for _ in range(2)]
     assert claims[0].server.pooled and claims[0].server.host == "b"
     assert not claims[1].server.pooled and claims[1].server.host == "b"  # cold, on b
+
+
+def test_a_queued_launch_is_placed_on_a_host_when_promoted(store, queue, runtime, two_hosts):
+    """The launch queue's promotion places as reserve does: the host with room that is up."""
+    from binderq.domain.shares import ClientShare
+    from binderq.services import launch_queue
+
+    settings = two_hosts.with_changes(docker_hosts="a=unix:///a;max=1,b=unix:///b;max=1")
+    ready_staging(store, queue, runtime)
+    _up(store, "a", "b")
+    operator = ClientShare("operator")
+    full = [deploy.request_launch("demo", store=store, queue=queue, settings=settings,
+                                  share=operator).server for _ in range(2)]
+    assert sorted(s.host for s in full) == ["a", "b"]
+    waiting = deploy.request_launch("demo", store=store, queue=queue, settings=settings,
+                                    share=operator, queue_when_full=True).server
+    assert waiting.status == ServerStatus.QUEUED
+    on_b = next(s for s in full if s.host == "b")
+    store.servers.transition(on_b.id, [ServerStatus.PENDING], status=ServerStatus.STOPPED)
+    assert launch_queue.serve_queue(store=store, queue=queue,
+                                    settings=settings) == [waiting.id]
+    assert store.servers.get(waiting.id).host == "b"
+    assert store.servers.host_counts(settings.hosts) == {"a": 1, "b": 1}

@@ -266,3 +266,13 @@ def test_the_epoch_is_begun_once(store):
     assert began and store.epochs.current() == (first, False)
     store.redis.flushdb()
     assert store.epochs.current()[0] != first
+
+
+def test_a_redis_that_lost_its_epoch_gets_a_reconcile_at_the_next_upkeep(running, store,
+                                                                         queue):
+    store.epochs.current()
+    assert not lifecycle.reconcile_if_redis_forgot(store=store, queue=queue)
+    assert RECONCILE.name not in queue.names()
+    store.redis.flushall()
+    assert lifecycle.reconcile_if_redis_forgot(store=store, queue=queue)
+    assert queue.names().count(RECONCILE.name) == 1

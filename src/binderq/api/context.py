@@ -36,11 +36,12 @@ class ApiContext:
             g.binderq_caller = identify(self.settings, self.store)
         return g.binderq_caller
 
-    def launch(self, staging: str, *, cold: bool = True) -> Launch:
+    def launch(self, staging: str, *, cold: bool = True,
+               queue_when_full: bool = False) -> Launch:
         """Launch a server of staging for this request's caller: every door's one call."""
         return deploy.launch(staging, caller=self.caller(), store=self.store,
                              queue=self.queue, settings=self.settings, stagings=self.stagings,
-                             cold=cold)
+                             cold=cold, queue_when_full=queue_when_full)
 
 
 def context() -> ApiContext:

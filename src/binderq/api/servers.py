@@ -13,8 +13,9 @@ from binderq.api.context import context
 from binderq.api.stagings import StrictSchema
 from binderq.domain.access import require_operator, require_operator_or_server_token
 from binderq.domain.applications import KINDS
+from binderq.domain.launch_queue import QueuePlace
 from binderq.domain.models import Server, ServerStatus, jsonable
-from binderq.services import servers
+from binderq.services import launch_queue, servers
 
 blp = Blueprint("servers", __name__, url_prefix="/api",
                 description="Deploy: servers started from stagings, behind the proxy.")
@@ -42,6 +43,20 @@ class ServerSchema(Schema):
     task_id = fields.String(allow_none=True)
     host = fields.String(metadata={"description": "the Docker host it runs on "
                                                   "(BINDERQ_DOCKER_HOSTS)"})
+    position = fields.Integer(metadata={"description": "Only while `queued`: its place in the "
+                                        "launch queue, 1 is next"})
+    eta = fields.Integer(allow_none=True, metadata={
+        "description": "Only while `queued`: estimated seconds until it is served (its "
+                       "position times the mean interval between recent promotions); null "
+                       "when there is no recent rate to go by"})
+
+
+class LaunchArgs(StrictSchema):
+    queue = fields.Boolean(load_default=False, metadata={
+        "description": "At capacity (the service's or the staging's max_servers), wait in "
+                       "the launch queue (202, `queued`, with `position` and `eta`) instead "
+                       "of a 429. Poll the server (GET) at least every "
+                       "BINDERQ_QUEUE_POLL_TIMEOUT seconds (60), or it leaves the queue."})
 
 
 class ServerListArgs(StrictSchema):
@@ -49,30 +64,40 @@ class ServerListArgs(StrictSchema):
     status = fields.String(validate=validate.OneOf([str(status) for status in ServerStatus]))
 
 
-_RECORD_FIELDS = tuple(name for name in ServerSchema().fields if name != "token")
+_RECORD_FIELDS = tuple(name for name in ServerSchema().fields
+                       if name not in ("token", "position", "eta"))
 
 
-def server_body(server: Server, token: str | None = None) -> dict[str, Any]:
+def server_body(server: Server, token: str | None = None,
+                place: QueuePlace | None = None) -> dict[str, Any]:
     """A server's record, the fields the schema declares; the token only in the launch
-    answer. (Field by field: dataclasses.asdict would cost a pooled launch 0.1 ms.)"""
+    answer, its place only while queued. (Field by field: dataclasses.asdict would cost a
+    pooled launch 0.1 ms.)"""
     body = {name: jsonable(getattr(server, name)) for name in _RECORD_FIELDS}
     if token is not None:
         body["token"] = token
+    if place is not None:
+        body.update(position=place.position, eta=place.eta)
     return body
 
 
 @blp.route("/stagings/<staging_name:name>/servers")
 class StagingServers(MethodView):
-    @blp.response(202, ServerSchema)
+    @blp.arguments(LaunchArgs, location="query")
+    @blp.response(202, ServerSchema, description="`pending`; or, with `?queue=true` at "
+                  "capacity, `queued` with `position` and `eta`")
     @blp.alt_response(201, schema=ServerSchema, description="Launched from the pool: ready")
     @blp.errors(401, 403, 404, 409, 422, 429, 503)
     @blp.security(OPTIONAL_TOKEN)
-    def post(self, name: str):
+    def post(self, args: dict[str, Any], name: str):
         """Launch a server of a staging; poll its Location until `ready`. A public staging
-        needs no token under open launch auth; otherwise the `launch` scope."""
-        launch = context().launch(name)
+        needs no token under open launch auth; otherwise the `launch` scope. At capacity,
+        429, or with `?queue=true` a place in the launch queue."""
+        ctx = context()
+        launch = ctx.launch(name, queue_when_full=args["queue"])
         status = 201 if launch.server.pooled else 202
-        return (server_body(launch.server, launch.token), status,
+        place = launch_queue.place_in_queue(launch.server, store=ctx.store)
+        return (server_body(launch.server, launch.token, place), status,
                 {"Location": f"/api/servers/{launch.server.id}"})
 
 
@@ -98,15 +123,19 @@ class ServerById(MethodView):
     @blp.response(200, ServerSchema)
     @blp.errors(401, 404, 503)
     def get(self, server_id: str):
-        """One server (operator, or the holder of its token)."""
+        """One server (operator, or the holder of its token). Polling a queued one keeps
+        its place: one not polled for BINDERQ_QUEUE_POLL_TIMEOUT leaves the queue."""
         ctx = context()
         require_operator_or_server_token(ctx.caller(), ctx.settings.secret_key, server_id)
-        return server_body(servers.get_server(server_id, store=ctx.store))
+        server = servers.get_server(server_id, store=ctx.store)
+        place = launch_queue.place_in_queue(server, store=ctx.store, polled=True)
+        return server_body(server, place=place)
 
     @blp.response(202, ServerSchema)
     @blp.errors(401, 404, 503)
     def delete(self, server_id: str):
-        """Stop a server: `stopping`, then `stopped` (operator, or the holder of its token)."""
+        """Stop a server: `stopping`, then `stopped` (operator, or the holder of its token).
+        A queued one leaves the queue: `stopped` at once."""
         ctx = context()
         require_operator_or_server_token(ctx.caller(), ctx.settings.secret_key, server_id)
         server = servers.request_stop(server_id, store=ctx.store, queue=ctx.queue)

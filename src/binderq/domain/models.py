@@ -38,6 +38,8 @@ class StagingStatus(StrEnum):
 
 
 class ServerStatus(StrEnum):
+    # Waiting in the launch queue for room (services/launch_queue.py): it holds no capacity.
+    QUEUED = "queued"
     PENDING = "pending"
     STARTING = "starting"
     READY = "ready"

@@ -17,8 +17,10 @@ from binderq.domain.errors import QuotaExceeded
 from binderq.domain.models import ServerStatus
 
 # The servers a client holds: while one is stopping it holds nothing the client can use, so
-# its slot is free again (the service's own limit counts it until it is gone).
-CLIENT_SERVER_STATUSES = (ServerStatus.PENDING, ServerStatus.STARTING, ServerStatus.READY)
+# its slot is free again (the service's own limit counts it until it is gone). A launch waiting
+# in the queue holds its client's slot already, so one client cannot fill the queue.
+CLIENT_SERVER_STATUSES = (ServerStatus.QUEUED, ServerStatus.PENDING, ServerStatus.STARTING,
+                          ServerStatus.READY)
 # Seconds a refused client is told to wait: a server frees its slot when stopped or culled,
 # a build when it finishes.
 SERVERS_RETRY_AFTER = 30

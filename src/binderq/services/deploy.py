@@ -10,11 +10,19 @@ import time
 
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.access import Caller, require_launch_right
-from binderq.domain.errors import Conflict, PoolEmpty, StaleStaging
+from binderq.domain.errors import (
+    CapacityExceeded,
+    Conflict,
+    PoolEmpty,
+    QuotaExceeded,
+    StaleStaging,
+)
+from binderq.domain.launch_queue import waits_for_room
 from binderq.domain.models import Server, Staging
 from binderq.domain.pools import is_pooled_unclaimed
 from binderq.domain.shares import NO_SHARE, ClientShare, share_of
 from binderq.services import observe
+from binderq.services.launch_queue import join_queue, serve_queue_if_waiting
 from binderq.services.pools import claim_from_pool, retire_unclaimed
 from binderq.services.ports import TaskQueue
 from binderq.services.servers import Launch, request_cold_launch, request_stop
@@ -44,7 +52,7 @@ class StagingCache:
 
 def launch(name: str, *, caller: Caller, store: RedisStore, queue: TaskQueue,
            settings: Settings, stagings: StagingCache | None = None,
-           cold: bool = True) -> Launch:
+           cold: bool = True, queue_when_full: bool = False) -> Launch:
     """Launch a server of staging `name` for caller, at any door.
 
     From this process's copy of the staging when there is one (the pooled hot path: one
@@ -61,7 +69,7 @@ def launch(name: str, *, caller: Caller, store: RedisStore, queue: TaskQueue,
         require_launch_right(caller, public=staging.public, launch_auth=settings.launch_auth)
         try:
             launched = request_launch(staging, store=store, queue=queue, settings=settings,
-                                      cold=cold, share=share)
+                                      cold=cold, share=share, queue_when_full=queue_when_full)
         except StaleStaging:
             continue
         if launched.server.pooled:
@@ -72,8 +80,10 @@ def launch(name: str, *, caller: Caller, store: RedisStore, queue: TaskQueue,
 
 def request_launch(staging: Staging | str, *, store: RedisStore, queue: TaskQueue,
                    settings: Settings, cold: bool = True,
-                   share: ClientShare = NO_SHARE) -> Launch:
-    """A ready server from the staging's pool if it has one; else queue a cold launch.
+                   share: ClientShare = NO_SHARE, queue_when_full: bool = False) -> Launch:
+    """A ready server from the staging's pool if it has one; else queue a cold launch,
+    after the launches waiting in the launch queue were served; at capacity, with
+    queue_when_full, join that queue (services/launch_queue.py).
     The caller's right is launch()'s to check: doors call launch(), not this. Either way
     the server is share's client's, within its share (domain/shares.py).
 
@@ -89,8 +99,15 @@ def request_launch(staging: Staging | str, *, store: RedisStore, queue: TaskQueu
         get_staging(staging.name, store=store)  # NotFound if it was deleted, not "empty"
         raise PoolEmpty(staging.name)
     fresh = get_staging(staging.name, store=store)
-    return request_cold_launch(fresh, store=store, queue=queue, settings=settings,
-                               share=share)
+    # Those who waited first: room that freed goes to them, not to this newcomer.
+    serve_queue_if_waiting(store=store, queue=queue, settings=settings)
+    try:
+        return request_cold_launch(fresh, store=store, queue=queue, settings=settings,
+                                   share=share)
+    except (CapacityExceeded, QuotaExceeded) as refusal:
+        if not (queue_when_full and waits_for_room(refusal)):
+            raise
+    return join_queue(fresh, store=store, queue=queue, settings=settings, share=share)
 
 
 def delete_staging(name: str, *, force: bool, store: RedisStore, queue: TaskQueue) -> None:
@@ -109,8 +126,15 @@ def delete_staging(name: str, *, force: bool, store: RedisStore, queue: TaskQueu
     store.stagings.delete(name)
     retire_unclaimed(name, "retired from the pool: its staging was deleted", store=store,
                      queue=queue)
-    for server in _servers_in_use(name, store=store):
+    for server in _servers_in_use(name, store=store) + _queued(name, store=store):
         request_stop(server.id, store=store, queue=queue)
+
+
+def _queued(staging_name: str, *, store: RedisStore) -> list[Server]:
+    """Its launches waiting in the launch queue: they leave it with their staging."""
+    waiting = (store.servers.get(server_id) for server_id in store.launch_queue.waiting())
+    return [server for server in waiting if server is not None
+            and server.staging == staging_name]
 
 
 def _servers_in_use(staging_name: str, *, store: RedisStore) -> list[Server]:

@@ -181,6 +181,16 @@ def _routes_or_none(proxy: Proxy) -> dict | None:
 # -- reconcile ----------------------------------------------------------------------------
 
 
+def reconcile_if_redis_forgot(*, store: RedisStore, queue: TaskQueue) -> bool:
+    """Queue a reconcile now if Redis has no epoch: it lost its data (or nothing needed an
+    epoch yet), and the servers it forgot are adopted at once rather than at beat's next
+    reconcile. Pool upkeep calls this every few seconds; the reconcile writes the epoch."""
+    if store.epochs.known():
+        return False
+    queue.enqueue(RECONCILE.name)
+    return True
+
+
 def reconcile(*, store: RedisStore, runtime: Runtime, proxy: Proxy, queue: TaskQueue,
               settings: Settings, adopt: bool | None = None) -> Repairs | None:
     """Observe Redis, Docker and the proxy; decide repairs in plan_reconcile; make them.

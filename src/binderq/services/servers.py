@@ -84,14 +84,29 @@ def get_server(server_id: str, *, store: RedisStore) -> Server:
 
 
 def request_stop(server_id: str, *, store: RedisStore, queue: TaskQueue) -> Server:
-    """Mark a server stopping and queue the removal of its containers and route."""
+    """Mark a server stopping and queue the removal of its containers and route. A queued
+    one leaves the launch queue: `stopped` at once, no container ever made."""
     server = get_server(server_id, store=store)
+    if server.status == ServerStatus.QUEUED:
+        left = _leave_queue(server_id, store=store)
+        if left is not None:
+            return left
+        server = get_server(server_id, store=store)  # promoted meanwhile: stopped as any
     if server.status == ServerStatus.STOPPED:
         return server
     stoppable = [*ACTIVE_SERVER_STATUSES, ServerStatus.FAILED]
     stopping = store.servers.transition(server_id, stoppable, status=ServerStatus.STOPPING)
     queue.enqueue(STOP.name, server_id)
     return stopping or get_server(server_id, store=store)
+
+
+def _leave_queue(server_id: str, *, store: RedisStore) -> Server | None:
+    left = store.servers.transition(server_id, [ServerStatus.QUEUED],
+                                    status=ServerStatus.STOPPED, stopped_at=utcnow(),
+                                    error="left the launch queue before it was served")
+    if left is not None:
+        store.launch_queue.forget(server_id)
+    return left
 
 
 # -- worker side: containers, readiness, route --------------------------------------------

@@ -1,6 +1,6 @@
 """Redis holds binderq's records. One store per kind of record (stagings, servers, pools,
-builds, tokens and task names, locks, the epoch), sharing the key templates and the encoding of
-`common`; RedisStore bundles them over one client, as the services take them."""
+builds, tokens and task names, locks, the epoch, the launch queue), sharing the key templates
+and the encoding of `common`; RedisStore bundles them over one client, as the services take them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from binderq.adapters.redis_store.common import Keys, speaks_to_redis
 from binderq.adapters.redis_store.epochs import EpochStore
 from binderq.adapters.redis_store.health import HealthStore
 from binderq.adapters.redis_store.hosts import HostStore
+from binderq.adapters.redis_store.launch_queue import LaunchQueueStore
 from binderq.adapters.redis_store.locks import LockStore
 from binderq.adapters.redis_store.metrics import MetricsStore
 from binderq.adapters.redis_store.pools import PoolClaim, PoolStore
@@ -39,6 +40,7 @@ class RedisStore:
         self.hosts = HostStore(client)
         self.epochs = EpochStore(client)
         self.metrics = MetricsStore(client)
+        self.launch_queue = LaunchQueueStore(client)
 
     @property
     def record_ttl(self) -> int:

@@ -30,3 +30,7 @@ class EpochStore:
         """(this Redis' epoch, whether this call began it): a new random one if it had none."""
         epoch, began = self._current_or_new(keys=[Keys.EPOCH], args=[secrets.token_hex(8)])
         return text(epoch), bool(began)
+
+    def known(self) -> bool:
+        """Whether this Redis has an epoch (no: it lost its data, or nothing needed one yet)."""
+        return bool(self.redis.exists(Keys.EPOCH))

@@ -11,9 +11,11 @@ import redis
 
 from binderq.adapters.redis_store.common import (
     COUNT_HELD,
+    PICK_HOST,
     Keys,
     decode,
     encode,
+    host_placement,
     lua_status_set,
     pairs,
     speaks_to_redis,
@@ -48,7 +50,7 @@ LOCAL = Host(DEFAULT_HOST, "", 2**31)
 # ARGV: capacity, id, staging limit, client limit, server key prefix, has a client,
 # number of hosts, ask whether hosts are up, (host name, host max) per host, fields...
 # KEYS: server, active, servers, staging's, client's, (host's servers, host alive) per host.
-_RESERVE_SERVER = COUNT_HELD + f"""
+_RESERVE_SERVER = COUNT_HELD + PICK_HOST + f"""
 local client_limit = tonumber(ARGV[4])
 if client_limit > 0 then
   local held = count_held(KEYS[5], {lua_status_set(CLIENT_SERVER_STATUSES)}, ARGV[5])
@@ -62,16 +64,7 @@ end
 local used = redis.call('SCARD', KEYS[2])
 if used >= tonumber(ARGV[1]) then return {{0, 'service', used}} end
 local hosts = tonumber(ARGV[7])
-local best, best_free, best_set = nil, 0, nil
-for i = 1, hosts do
-  local up = ARGV[8] ~= '1' or redis.call('EXISTS', KEYS[5 + 2 * i]) == 1
-  if up then
-    local free = tonumber(ARGV[8 + 2 * i]) - redis.call('SCARD', KEYS[4 + 2 * i])
-    if best == nil or free > best_free then
-      best, best_free, best_set = ARGV[7 + 2 * i], free, KEYS[4 + 2 * i]
-    end
-  end
-end
+local best, best_free, best_set = pick_host(hosts, ARGV[8] == '1', 6, 9)
 if best == nil then return {{0, 'hosts-down', 0}} end
 if best_free <= 0 then return {{0, 'hosts', used}} end
 local fields = 9 + 2 * hosts
@@ -139,11 +132,8 @@ class ServerStore:
         keys = [Keys.SERVER.format(id=server.id), Keys.ACTIVE_SERVERS, Keys.SERVERS,
                 Keys.STAGING_SERVERS.format(name=server.staging),
                 Keys.CLIENT_SERVERS.format(client=server.client)]
-        placement: list[Any] = [len(hosts), "1" if len(hosts) > 1 else "0"]
-        for host in hosts:
-            keys += [Keys.HOST_SERVERS.format(host=host.name),
-                     Keys.HOST_ALIVE.format(host=host.name)]
-            placement += [host.name, host.max_servers]
+        host_keys, placement = host_placement(hosts)
+        keys += host_keys
         record = {key: value for key, value in to_dict(server).items() if key != "host"}
         args = [max_servers, server.id, staging_limit, client_limit, Keys.SERVER.format(id=""),
                 "1" if server.client else "0", *placement, *encode(record)]

@@ -1,6 +1,7 @@
 // The launch page: follow a repository's build and launch (BinderHub's stream, read with
 // fetch so that a 429 and its Retry-After can be seen), or launch a public staging through
-// the JSON API; wait visibly when told to; then bind the server to this browser and open it.
+// the JSON API (waiting in its launch queue at capacity, showing the place in line and the
+// eta); wait visibly when told to; then bind the server to this browser and open it.
 (function () {
   "use strict";
   const box = document.getElementById("launch");
@@ -133,7 +134,9 @@
     status("Asking for a server…");
     let response;
     try {
-      response = await fetch("/api/stagings/" + encodeURIComponent(d.staging) + "/servers",
+      // At capacity, wait in the launch queue (202 `queued`) rather than be refused.
+      response = await fetch("/api/stagings/" + encodeURIComponent(d.staging) +
+                             "/servers?queue=true",
                              { method: "POST", headers: { Accept: "application/json" } });
     } catch (error) {
       return waitThenRetry("The service did not answer.", 5, launchStaging);
@@ -142,11 +145,21 @@
     if (!response.ok) return fail(await messageOf(response));
     const server = await response.json();
     if (server.status === "ready") return openServer(server.url, server.token, server.id);
-    pollServer(server.id, server.token);
+    pollServer(server.id, server.token, server);
   }
 
-  async function pollServer(id, token) {
-    const deadline = Date.now() + 5 * 60 * 1000;
+  function queued(server) {
+    const eta = server.eta === null || server.eta === undefined ? ""
+      : " (about " + duration(server.eta) + ")";
+    return "Waiting for room: number " + server.position + " in line" + eta + "…";
+  }
+
+  // Polling also keeps a queued launch in line: one nobody polls leaves the queue. The
+  // 5 minutes to get ready start once it leaves the queue; the queue itself may take 30.
+  async function pollServer(id, token, server) {
+    const started = Date.now();
+    let deadline = started + 5 * 60 * 1000;
+    if (server && server.status === "queued") status(queued(server));
     while (Date.now() < deadline) {
       await sleep(500);
       let server;
@@ -160,10 +173,15 @@
       if (["failed", "stopping", "stopped"].includes(server.status)) {
         return fail(server.error || "Your server is " + server.status + ".");
       }
-      status(server.status === "queued" ? "Queued: number " + server.position + " in line…"
-                                         : "Your server is " + server.status + "…");
+      if (server.status === "queued") {
+        deadline = Math.max(deadline, Math.min(Date.now() + 5 * 60 * 1000,
+                                               started + 30 * 60 * 1000));
+        status(queued(server));
+      } else {
+        status("Your server is " + server.status + "…");
+      }
     }
-    fail("Your server was not ready within 5 minutes.");
+    fail("Your server was not ready in time.");
   }
 
   async function servesLab(url, token) {
