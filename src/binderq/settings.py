@@ -5,6 +5,7 @@ Every setting is documented in the README's configuration table; keep the two in
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -183,9 +184,10 @@ class Settings:
             env[f"BINDERQ_{field.name.upper()}"] = text
         return env
 
-    @property
+    @functools.cached_property
     def hosts(self) -> tuple[Host, ...]:
-        """The Docker hosts, sorted by name (domain/hosts.py)."""
+        """The Docker hosts, sorted by name (domain/hosts.py); parsed once (the pooled
+        claim asks on every launch)."""
         return parse_hosts(self.docker_hosts, default_url=self.docker_host,
                            default_max=self.max_servers)
 
