@@ -17,11 +17,15 @@ import pytest
 import redis
 import requests
 
+from binderq.adapters.data_dir import prepare_data_dir
 from binderq.adapters.redis_store import RedisStore
+from binderq.cli import settings_for_up
 from binderq.domain.errors import CapacityExceeded
 from binderq.domain.hosts import Host
 from binderq.domain.models import Server, utcnow
-from binderq.processes import stop_process, wait_until
+from binderq.processes import free_port, stop_process, wait_until
+from binderq.settings import Settings
+from binderq.stack import Stack
 from tests.integration.conftest import (
     NOTEBOOK_IMAGE,
     OPERATOR,
@@ -207,3 +211,34 @@ def test_fifty_concurrent_reservations_never_overfill_a_host(settings):
         assert store.servers.host_counts(hosts) == {"a": 7, "b": 5, "c": 0}
     finally:
         forget_binderq_keys(client)
+
+
+def test_binderq_up_runs_a_registry_and_a_launch_worker_per_host(engine_b, runtime, tmp_path):
+    """`binderq up` with two hosts and no registry named: it starts Debian's registry on
+    loopback (its images in the data directory) and a launch worker per host, each on its
+    host's queue; health shows both hosts up; everything stops at the end."""
+    base = Settings(instance=f"{runtime.instance}up2",
+                    docker_hosts=f"a={DEFAULT_ENGINE},b={engine_b.url}")
+    port = free_port()
+    stack = Stack(settings_for_up(base, "127.0.0.1", port), host="127.0.0.1", port=port,
+                  data_dir=prepare_data_dir(tmp_path / "data"))
+    try:
+        stack.start()
+        names = [name for name, _ in stack.processes]
+        assert {"registry", "worker-launch-a", "worker-launch-b", "worker-build"} <= set(names)
+        registry_address = stack.settings.registry
+        assert registry_address.startswith("127.0.0.1:")
+        assert requests.get(f"http://{registry_address}/v2/", timeout=5).status_code == 200
+        assert (tmp_path / "data" / "registry").is_dir()
+        health = wait_for(lambda: (h := requests.get(
+            f"{stack.local_url}/api/health", timeout=5, headers={
+                "Authorization": f"token {stack.settings.operator_token}"}).json())
+            ["hosts"]["a"]["ok"] and h["hosts"]["b"]["ok"] and h, timeout=30,
+            what="both hosts up")
+        assert health["checks"]["hosts"] == {"ok": True, "up": ["a", "b"], "down": []}
+        for host in "ab":
+            log = (stack.run_dir / f"worker-launch-{host}.log").read_text()
+            assert f"launches.{host}" in log, log[-2000:]
+    finally:
+        stack.stop()
+    assert all(process.poll() is not None for _, process in stack.processes)
