@@ -201,7 +201,7 @@ def main() -> int:
     rows = []
     try:
         faults = [
-            ("kill -9 of the launch worker", lambda: kill(up.child("launch@")),
+            ("kill -9 of the launch worker", lambda: kill(up.child("launch-local@")),
              up.worker_task_done),
             ("kill -9 of configurable-http-proxy",
              lambda: kill(up.child("configurable-http-proxy")), reader.answers),

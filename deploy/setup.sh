@@ -11,6 +11,7 @@ command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v git >/dev/null || need_apt+=(git)
 command -v iptables >/dev/null || need_apt+=(iptables)  # deploy/firewall.sh; the tests install it
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)  # images reach every Docker host (docs/scaling.md)
 command -v wrk >/dev/null || need_apt+=(wrk)  # the benchmarks' load generator
 # tests/integration/test_browser.py: Playwright drives Debian's chromium (never `playwright install`)
 command -v chromium >/dev/null || need_apt+=(chromium)

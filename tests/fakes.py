@@ -14,7 +14,13 @@ from typing import Any
 from binderq.adapters.docker_runtime import ContainerState, ImageInfo
 from binderq.domain.builds import BuildLimits
 from binderq.domain.collect import BuiltImage
-from binderq.domain.errors import BuildFailed, DependencyDown, ImageMissing, LaunchFailed
+from binderq.domain.errors import (
+    BuildFailed,
+    DependencyDown,
+    ImageMissing,
+    ImageTransferFailed,
+    LaunchFailed,
+)
 from binderq.domain.spec import ServerSpec
 
 
@@ -22,12 +28,16 @@ from binderq.domain.spec import ServerSpec
 class FakeQueue:
     sent: list[tuple[str, tuple[Any, ...], str]] = field(default_factory=list)
     down: bool = False
+    # The host each task was sent to, by task id (None: as the task table routes it).
+    hosts: dict[str, str | None] = field(default_factory=dict)
 
-    def enqueue(self, name: str, *args: Any, task_id: str | None = None) -> str:
+    def enqueue(self, name: str, *args: Any, task_id: str | None = None,
+                host: str | None = None) -> str:
         if self.down:
             raise DependencyDown("Redis", "could not queue")
         task_id = task_id or f"task-{len(self.sent)}"
         self.sent.append((name, args, task_id))
+        self.hosts[task_id] = host
         return task_id
 
     def names(self) -> list[str]:
@@ -108,6 +118,25 @@ class FakeRuntime:
         self._check()
         return list(self.containers.values())
 
+    # A registry this engine pushes to and pulls from (share one dict between two fakes).
+    registry: dict[str, str] = field(default_factory=dict)
+    pulled: list[str] = field(default_factory=list)
+
+    def push_image(self, image_id: str, reference: str, *, host: str = "") -> None:
+        self._check()
+        if image_id not in self.images.values():
+            raise ImageTransferFailed(f"host {host} has no image {image_id}", host=host,
+                                      image=image_id)
+        self.registry[reference] = image_id
+
+    def pull_image(self, reference: str, image_id: str, *, host: str = "") -> None:
+        self._check()
+        if self.registry.get(reference) != image_id:
+            raise ImageTransferFailed(f"host {host} could not pull image {image_id} from "
+                                      f"{reference}: not found", host=host, image=image_id)
+        self.images[reference] = image_id
+        self.pulled.append(reference)
+
     def adoption_facts(self, server_id: str) -> tuple[dict[str, str], str]:
         self._check()
         (container,) = [c for c in self.containers.values()
@@ -129,6 +158,7 @@ class FakeBuilder:
     untagged: list[BuiltImage] = field(default_factory=list)  # built images without a tag
     used_by_containers: set[str] = field(default_factory=set)  # refused removals
     removed: list[str] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)  # registry references
     # Lines each step prints after its "Step n/m" line.
     step_output: list[str] = field(default_factory=list)
 
@@ -152,6 +182,9 @@ class FakeBuilder:
         self.images[tag] = dict(expected_labels)
         self.image_ids[tag] = "sha256:" + hashlib.sha256(dockerfile.encode()).hexdigest()
         return self.image_ids[tag]
+
+    def push_image(self, image_id: str, reference: str, *, host: str = "") -> None:
+        self.pushed.append(reference)
 
     def remove_image(self, tag: str) -> None:
         self.images.pop(tag, None)

@@ -25,7 +25,13 @@ from binderq.adapters.docker_engine import engine_id
 from binderq.adapters.instance_lease import Lease, LeaseHeld, data_dir_lease, instance_lease
 from binderq.domain.errors import BinderqError
 from binderq.flower import FLOWER_PORT
-from binderq.processes import MissingProgram, PortTaken, proxy_binary, redis_server_binary
+from binderq.processes import (
+    MissingProgram,
+    PortTaken,
+    proxy_binary,
+    redis_server_binary,
+    registry_binary,
+)
 from binderq.settings import Settings, SettingsError
 from binderq.stack import (  # re-exported: the Procfile test, benchmarks and tests use them
     CELERY_APP,
@@ -246,14 +252,17 @@ def missing_prerequisites(settings: Settings) -> list[str]:
     from binderq.bootstrap import build_runtime
 
     problems = []
-    try:
-        build_runtime(settings).ping(timeout=3)
-    except BinderqError as error:
-        where = settings.docker_host or os.environ.get("DOCKER_HOST") or \
-            "unix:///var/run/docker.sock"
-        problems.append(f"no Docker engine reachable at {where} ({error}). Install and start "
-                        "one (deploy/setup.sh does both), or set DOCKER_HOST")
-    for find in (proxy_binary, *(() if settings.redis_url else (redis_server_binary,))):
+    for host in settings.hosts:  # each host's engine (one, `local`, unless configured)
+        try:
+            build_runtime(settings.with_changes(docker_host=host.url)).ping(timeout=3)
+        except BinderqError as error:
+            where = host.url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+            named = f" (host {host.name})" if settings.many_hosts else ""
+            problems.append(f"no Docker engine reachable at {where}{named} ({error}). Install "
+                            "and start one (deploy/setup.sh does both), or set DOCKER_HOST")
+    embedded_registry = settings.many_hosts and not settings.registry
+    for find in (proxy_binary, *(() if settings.redis_url else (redis_server_binary,)),
+                 *((registry_binary,) if embedded_registry else ())):
         try:
             find()
         except MissingProgram as error:

@@ -118,6 +118,39 @@ def start_proxy(port: int, api_port: int, token: str, *, default_target: str | N
     return process
 
 
+def registry_binary() -> str:
+    found = shutil.which("docker-registry")
+    if found is None:
+        raise MissingProgram("docker-registry not found (images reach every Docker host "
+                             "through it): apt-get install docker-registry")
+    return found
+
+
+def start_registry(port: int, *, storage: Path, config_dir: Path,
+                   log_file: str | os.PathLike | None = None,
+                   die_with_parent: bool = False) -> subprocess.Popen:
+    """Debian's docker-registry (Distribution 2.8) on 127.0.0.1:port, its images in storage
+    (engines push to and pull from 127.0.0.0/8 without TLS); die_with_parent: see
+    parent_death_signal."""
+    storage.mkdir(parents=True, exist_ok=True)
+    config = config_dir / f"registry-{port}.yml"
+    config.write_text(registry_config(port, storage))
+    process = _spawn([registry_binary(), "serve", str(config)], log_file,
+                     die_with_parent=die_with_parent)
+    wait_until(lambda: _answers_tcp(port) or process.poll() is not None, timeout=15,
+               what=f"docker-registry on port {port}")
+    if process.poll() is not None:
+        raise PortTaken(port, f"docker-registry exited with code {process.returncode}")
+    return process
+
+
+def registry_config(port: int, storage: Path) -> str:
+    """The registry's configuration: files in storage, HTTP on loopback only, no debug port."""
+    return (f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+            f"    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n")
+
+
 def check_proxy_is_ours(process: subprocess.Popen, api_port: int, token: str) -> None:
     """The proxy API on api_port is the one just started: it runs and takes its token."""
     if process.poll() is not None:

@@ -5,10 +5,13 @@ Every setting is documented in the README's configuration table; keep the two in
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
+
+from binderq.domain.hosts import Host, HostsError, parse_hosts
 
 LAUNCH_AUTH_MODES = ("open", "token")
 # Bytes a secret key needs at least: server tokens are HMACs of it, so a short or empty one
@@ -104,6 +107,14 @@ class Settings:
     build_log_bytes: int = 2 * 1024**2
     # Seconds between collector runs (celery beat sends it).
     collect_interval: float = 3600.0
+    # The Docker hosts servers are spread over: "name=url;max=N,name=url" (domain/hosts.py);
+    # empty: one host, `local`, on DOCKER_HOST, holding up to max_servers.
+    docker_hosts: str = ""
+    # The host a launch worker owns (its queue launches.<host>, its engine); empty: the first.
+    worker_host: str = ""
+    # The image registry ("127.0.0.1:5055") images go through to reach every host; empty with
+    # one host: none needed (`binderq up` starts one when more hosts are named).
+    registry: str = ""
     # The launch queue (`?queue=true` at capacity): seconds a queued launch waits without
     # being polled (GET /api/servers/{id}) before it is dropped, and how many may wait.
     queue_poll_timeout: float = 60.0
@@ -153,6 +164,7 @@ class Settings:
             raise SettingsError("BINDERQ_SERVER_UID must be above 0: containers never run as root")
         if self.publish_ip in ("0.0.0.0", "::"):
             raise SettingsError("BINDERQ_PUBLISH_IP must name one address, not all of them")
+        _check_hosts(self)
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with some fields changed (for tests and `binderq up`)."""
@@ -171,6 +183,28 @@ class Settings:
                 continue
             env[f"BINDERQ_{field.name.upper()}"] = text
         return env
+
+    @functools.cached_property
+    def hosts(self) -> tuple[Host, ...]:
+        """The Docker hosts, sorted by name (domain/hosts.py); parsed once (the pooled
+        claim asks on every launch)."""
+        return parse_hosts(self.docker_hosts, default_url=self.docker_host,
+                           default_max=self.max_servers)
+
+    @property
+    def many_hosts(self) -> bool:
+        return len(self.hosts) > 1
+
+    def host(self, name: str = "") -> Host:
+        """The host called name (empty: the worker's own, else the first: where builds run
+        and stagings find their images). KeyError for a name not configured."""
+        name = name or self.worker_host
+        if not name:
+            return self.hosts[0]
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
 
     @property
     def public_url_base(self) -> str:
@@ -195,6 +229,17 @@ def _check_retention(settings: Settings) -> None:
                             "BINDERQ_BUILD_LOG_LINE_BYTES")
     if settings.collect_interval <= 0:
         raise SettingsError("BINDERQ_COLLECT_INTERVAL must be above 0")
+
+
+def _check_hosts(settings: Settings) -> None:
+    try:
+        hosts = settings.hosts
+    except HostsError as error:
+        raise SettingsError(f"BINDERQ_DOCKER_HOSTS: {error}") from error
+    if settings.worker_host and settings.worker_host not in {host.name for host in hosts}:
+        raise SettingsError(f"BINDERQ_WORKER_HOST={settings.worker_host!r} is not one of the "
+                            "hosts BINDERQ_DOCKER_HOSTS names: "
+                            + ", ".join(host.name for host in hosts))
 
 
 def check_secret_key(secret_key: str) -> None:

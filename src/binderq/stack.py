@@ -30,22 +30,43 @@ from binderq.processes import (
     redis_url_with_password,
     start_proxy,
     start_redis,
+    start_registry,
     stop_process,
     wait_until,
 )
 from binderq.settings import Settings
 from binderq.supervisor import Child, Supervisor, exit_reason, log_tail
-from binderq.tasks import BUILDS, LAUNCHES, MAINTENANCE
+from binderq.tasks import BUILDS, MAINTENANCE
 
 API_PATHS = ("/api", "/build", "/health", "/metrics")
 WSGI_APP = "binderq.bootstrap:create_wsgi_app()"
 CELERY_APP = "binderq.workers.main"
-# The Procfile's workers, as `binderq up` runs them (tests/unit/test_procfile.py: they agree).
-WORKER_PROCESSES = {
-    "worker-launch": ("-Q", f"{LAUNCHES},{MAINTENANCE}", "--concurrency", "4", "-n", "launch@%h"),
-    "worker-build": ("-Q", BUILDS, "--concurrency", "1", "-n", "build@%h"),
-}
+BUILD_WORKER = "worker-build"
+LAUNCH_WORKER_PREFIX = "worker-launch-"
+
+
+def worker_processes(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """The workers, as `binderq up` runs them: one launch worker per Docker host (its
+    queue, and maintenance; BINDERQ_WORKER_HOST tells it which engine is its own, as
+    worker_hosts says), and one build worker (tests/unit/test_procfile.py: the Procfile
+    agrees for the default host)."""
+    workers = {f"{LAUNCH_WORKER_PREFIX}{host.name}": (
+        "-Q", f"{host.queue},{MAINTENANCE}", "--concurrency", "4", "-n",
+        f"launch-{host.name}@%h") for host in settings.hosts}
+    workers[BUILD_WORKER] = ("-Q", BUILDS, "--concurrency", "1", "-n", "build@%h")
+    return workers
+
+
+def worker_host(process: str) -> str:
+    """The host a worker process owns ("" for the build worker: the first host)."""
+    return process.removeprefix(LAUNCH_WORKER_PREFIX) \
+        if process.startswith(LAUNCH_WORKER_PREFIX) else ""
+
+
+# The Procfile's workers (one host, `local`).
+WORKER_PROCESSES = worker_processes(Settings())
 DEMO_STAGING = "notebook"
+REGISTRY_DIR = "registry"  # the embedded registry's images, in the data directory
 # binderq's iptables chain for br-+ and docker0 (docs/security.md).
 FIREWALL_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "firewall.sh"
 DEMO_POOL_SIZE = 2
@@ -85,6 +106,8 @@ class Stack:
         ports = [self.port]
         if not self.settings.redis_url:
             ports.append(self._start_redis())
+        if self.settings.many_hosts and not self.settings.registry:
+            ports.append(self._start_registry())
         api_port, proxy_api_port = free_port(), free_port()
         ports += [proxy_api_port, api_port]
         self.settings = self.settings.with_changes(
@@ -97,8 +120,9 @@ class Stack:
             after_restart=lambda: self._proxy_back(api_target))
         self._start_child("web", self._spawner(
             "web", gunicorn_command(WSGI_APP, f"127.0.0.1:{api_port}")))
-        for name, options in WORKER_PROCESSES.items():
-            self._start_child(name, self._spawner(name, _celery("worker", *options)))
+        for name, options in worker_processes(self.settings).items():
+            self._start_child(name, self._spawner(name, _celery("worker", *options),
+                                                  worker_host=worker_host(name)))
         self._start_child("beat", self._spawner(
             "beat", _celery("beat", "-s", str(self.run_dir / "celerybeat-schedule"))))
         if self.flower:
@@ -138,15 +162,27 @@ class Stack:
                                                                  f"file://{data}"))
         return redis_port
 
+    def _start_registry(self) -> int:
+        """Debian's docker-registry on loopback, its images in the data directory: with more
+        than one Docker host, images reach each through it (docs/scaling.md)."""
+        port = free_port()
+        storage = (self.data_dir or self.run_dir) / REGISTRY_DIR
+        self._start_child("registry", lambda: start_registry(
+            port, storage=storage, config_dir=self.run_dir,
+            log_file=self.run_dir / "registry.log", die_with_parent=True))
+        self.settings = self.settings.with_changes(registry=f"127.0.0.1:{port}")
+        return port
+
     def _start_child(self, name: str, start, after_restart=None) -> None:
         self.supervisor.start(Child(name, start, self.run_dir / f"{name}.log", after_restart))
 
-    def _spawner(self, name: str, args: list[str]):
+    def _spawner(self, name: str, args: list[str], *, worker_host: str = ""):
         """A start function for a child of ours with args, logging to run_dir/name.log."""
         def spawn() -> subprocess.Popen:
             log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 (the child's)
+            env = self.settings.with_changes(worker_host=worker_host).to_env()
             with log:
-                return subprocess.Popen(args, env=self.settings.to_env(), stdout=log,
+                return subprocess.Popen(args, env=env, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True,
                                         preexec_fn=parent_death_signal())
         return spawn
@@ -206,10 +242,8 @@ class Stack:
     def stage_demo(self) -> None:
         """Stage the notebook image as a public staging with a small pool, if the engine
         has the image."""
-        from binderq.bootstrap import build_runtime
-
         image = self.settings.notebook_image
-        if build_runtime(self.settings).image(image) is None:
+        if self._runtimes()[self.settings.hosts[0].name].image(image) is None:
             print(f"binderq: no demo: image {image} is not on the engine "
                   "(deploy/build-notebook-image.sh builds it)")
             return
@@ -256,7 +290,7 @@ Launch a notebook of the demo staging (kept warm: a pool of {DEMO_POOL_SIZE}): o
             print("binderq: stopping " + ("servers and processes" if remove_servers else
                                           "processes (servers keep running)") + " ...",
                   flush=True)
-            self._stop_processes(lambda name: name == "beat" or name in WORKER_PROCESSES)
+            self._stop_processes(lambda name: name == "beat" or name.startswith("worker-"))
             if remove_servers:
                 self._stop_servers()
             self._stop_processes(lambda name: True)
@@ -273,12 +307,17 @@ Launch a notebook of the demo staging (kept warm: a pool of {DEMO_POOL_SIZE}): o
             print(f"binderq: could not remove the firewall chain: {why_not}", file=sys.stderr)
 
     def _containers_left(self) -> bool:
-        from binderq.bootstrap import build_runtime
-
         try:
-            return bool(build_runtime(self.settings).server_containers())
+            return any(runtime.server_containers() for runtime in self._runtimes().values())
         except BinderqError:
             return True  # cannot tell: keep guarding
+
+    def _runtimes(self) -> dict:
+        """Each Docker host's runtime, by host name."""
+        from binderq.bootstrap import build_runtime
+
+        return {host.name: build_runtime(self.settings.with_changes(docker_host=host.url))
+                for host in self.settings.hosts}
 
     def _stop_processes(self, which) -> None:
         for name, process in reversed(self.processes):
@@ -287,20 +326,23 @@ Launch a notebook of the demo staging (kept warm: a pool of {DEMO_POOL_SIZE}): o
         self.supervisor.forget_exited()
 
     def _stop_servers(self) -> None:
-        from binderq.bootstrap import build_proxy, build_runtime, build_store
+        from binderq.bootstrap import build_proxy, build_store
         from binderq.services.servers import stop_server
 
         store = build_store(self.settings)
-        runtime, proxy = build_runtime(self.settings), build_proxy(self.settings)
+        runtimes, proxy = self._runtimes(), build_proxy(self.settings)
+        first = self.settings.hosts[0].name
         try:
             for server in store.servers.active():
-                stop_server(server.id, store=store, runtime=runtime, proxy=proxy)
+                stop_server(server.id, store=store, runtime=runtimes.get(
+                    server.host or first, runtimes[first]), proxy=proxy)
         except BinderqError as error:
             print(f"binderq: could not stop every server cleanly: {error}", file=sys.stderr)
-        try:
-            runtime.remove_deployment()  # and containers whose record never reached Redis
-        except BinderqError as error:
-            print(f"binderq: could not remove every container: {error}", file=sys.stderr)
+        for runtime in runtimes.values():
+            try:
+                runtime.remove_deployment()  # and containers whose record never reached Redis
+            except BinderqError as error:
+                print(f"binderq: could not remove every container: {error}", file=sys.stderr)
 
     def _check_started(self) -> None:
         """While starting, a child that dies is a failed start (StartFailed, with its log)."""

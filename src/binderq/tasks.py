@@ -15,8 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from binderq.domain.errors import DependencyDown
+from binderq.domain.hosts import host_queue
 from binderq.settings import Settings
 
+# Not a queue itself: each Docker host has its own, launches.<host> (domain/hosts.host_queue),
+# served by workers that own that host's engine.
 LAUNCHES = "launches"
 BUILDS = "builds"
 MAINTENANCE = "maintenance"
@@ -85,5 +88,21 @@ COLLECT = TaskSpec("binderq.maintenance.collect", MAINTENANCE, TimeLimits(soft=5
 
 TASKS: tuple[TaskSpec, ...] = (STAGE, LAUNCH, STOP, HEALTH_PING, REPLENISH, UPKEEP, CULL,
                                RECONCILE, BUILD, COLLECT)
-QUEUES: tuple[str, ...] = (LAUNCHES, BUILDS, MAINTENANCE)
+# Tasks that run on a host's queue: a server's launch and stop on its host's, by the server's
+# record (adapters/task_queue.py); staging and the canary on the first host's (where builds
+# run and stagings find their images), unless sent elsewhere.
+SERVER_TASKS = frozenset({LAUNCH.name, STOP.name})
+
+
+def queue_of(spec: TaskSpec, settings: Settings) -> str:
+    """The queue a task goes to when nothing chooses a host: the first host's for host work."""
+    return host_queue(settings.host().name) if spec.queue == LAUNCHES else spec.queue
+
+
+def queues(settings: Settings) -> tuple[str, ...]:
+    """Every queue some worker consumes under these settings: each host's, builds, maintenance."""
+    return (*(host.queue for host in settings.hosts), BUILDS, MAINTENANCE)
+
+
+QUEUES: tuple[str, ...] = queues(Settings())
 

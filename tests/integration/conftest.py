@@ -162,7 +162,7 @@ def clean_runtime(runtime):
 @pytest.fixture(scope="session")
 def launch_worker(settings, logs_dir):
     """A real Celery worker on the launches and maintenance queues."""
-    with celery_worker(settings, "launches,maintenance", logs_dir / "worker.log",
+    with celery_worker(settings, "launches.local,maintenance", logs_dir / "worker.log",
                        name=f"launch-{settings.instance}@%h") as process:
         yield process
 

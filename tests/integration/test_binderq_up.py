@@ -183,7 +183,7 @@ class Up:
         for pid in subprocess.run(["pgrep", "-P", str(self.process.pid)],
                                   capture_output=True, text=True).stdout.split():
             args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            for name, mark in (("worker-launch", "launch@"), ("proxy", "http-proxy"),
+            for name, mark in (("worker-launch-local", "launch-local@"), ("proxy", "http-proxy"),
                                ("web", "gunicorn"), ("redis", "redis-server")):
                 if mark in args:
                     found[name] = int(pid)
@@ -302,11 +302,11 @@ def test_a_killed_launch_worker_comes_back_and_servers_live_on(notebook_image, i
     try:
         stage_notebook(up, notebook_image)
         server = up.launch()
-        worker = up.children()["worker-launch"]
+        worker = up.children()["worker-launch-local"]
         os.kill(worker, signal.SIGKILL)
-        wait_for(lambda: up.children().get("worker-launch") not in (None, worker),
+        wait_for(lambda: up.children().get("worker-launch-local") not in (None, worker),
                  timeout=30, what="the launch worker is started again")
-        assert "worker-launch was killed by signal 9 (SIGKILL); restarting it" in up.text()
+        assert "worker-launch-local was killed by signal 9 (SIGKILL); restarting it" in up.text()
         assert up.process.poll() is None and reachable(server)
         another = up.launch()
         assert reachable(another) and reachable(server)

@@ -36,7 +36,7 @@ def blind_settings(settings):
 def blind_worker(blind_settings, logs_dir):
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "binderq.workers.main", "worker",
-         "-Q", "launches", "--concurrency", "1", "--without-mingle", "--without-gossip",
+         "-Q", "launches.local", "--concurrency", "1", "--without-mingle", "--without-gossip",
          "--hostname", "blind@%h"],
         env=settings_env(blind_settings), stdout=open(logs_dir / "blind.log", "ab"),  # noqa: SIM115
         stderr=subprocess.STDOUT, start_new_session=True)

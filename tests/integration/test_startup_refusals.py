@@ -20,7 +20,7 @@ PROCFILE_COMMANDS = {
     "web": [sys.executable, "-m", "gunicorn", "--config", "python:binderq.gunicorn_conf",
             "--bind", "127.0.0.1:{port}", "api.wsgi:app"],
     "worker": [sys.executable, "-m", "celery", "-A", "workers.worker", "worker",
-               "-Q", "launches,maintenance", "--concurrency", "1"],
+               "-Q", "launches.local,maintenance", "--concurrency", "1"],
     "beat": [sys.executable, "-m", "celery", "-A", "workers.worker", "beat",
              "-s", "{tmp}/celerybeat-schedule"],
 }

@@ -14,7 +14,7 @@ from celery import Celery
 from binderq.adapters.redis_store import RedisStore
 from binderq.adapters.task_queue import CeleryTaskQueue
 from binderq.settings import Settings
-from binderq.tasks import BUILD, QUEUES, TASKS
+from binderq.tasks import BUILD, QUEUES, TASKS, queue_of
 from binderq.workers.app import make_celery
 
 SETTINGS = Settings(redis_url="redis://127.0.0.1:1/0", build_timeout=900)
@@ -65,7 +65,7 @@ def test_every_task_in_the_table_runs_under_its_name_queue_limits_and_retries(sp
     app = _app()
     task = app.tasks[spec.name]
     limits = spec.time_limits(SETTINGS)
-    assert app.amqp.router.route({}, spec.name)["queue"].name == spec.queue
+    assert app.amqp.router.route({}, spec.name)["queue"].name == queue_of(spec, SETTINGS)
     assert (task.soft_time_limit, task.time_limit) == (limits.soft, limits.hard)
     assert task.acks_late is spec.acks_late
     if spec.retry:
@@ -115,7 +115,7 @@ def test_a_task_enqueued_through_the_client_lands_on_the_queue_the_table_names()
         client.enqueue(spec.name, "some-id")
     waiting = _drain(app)
     for spec in TASKS:
-        assert spec.name in waiting.get(spec.queue, []), spec.name
+        assert spec.name in waiting.get(queue_of(spec, SETTINGS), []), spec.name
     assert sum(len(names) for names in waiting.values()) == len(TASKS)
 
 

@@ -137,10 +137,10 @@ def test_servers_started_for_a_pool_are_not_launches(pooled, store):
 
 
 def test_queue_depths_are_the_lengths_of_the_celery_queues(store, client):
-    store.redis.lpush("launches", "m1", "m2")
+    store.redis.lpush("launches.local", "m1", "m2")
     store.redis.lpush("builds", "m3")
     depths = scrape(client)["binderq_queue_depth"]
-    assert depths == {(("queue", "launches"),): 2, (("queue", "builds"),): 1,
+    assert depths == {(("queue", "launches.local"),): 2, (("queue", "builds"),): 1,
                       (("queue", "maintenance"),): 0}
 
 

@@ -260,7 +260,7 @@ def test_a_logged_in_browser_sees_the_dashboard_from_a_cookie_without_the_token(
     assert f'data-server="{server.id}"' in html and 'data-staging="course"' in html
     state = client.get("/admin/state.json").get_json()
     assert [row["id"] for row in state["servers"]] == [server.id]
-    assert set(state["queues"]) == {"launches", "builds", "maintenance"}
+    assert set(state["queues"]) == {"launches.local", "builds", "maintenance"}
     assert state["stagings"][0]["pool"]["size"] == 0
 
 

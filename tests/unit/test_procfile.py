@@ -11,7 +11,9 @@ from pathlib import Path
 from binderq import cli
 from binderq.flower import FLOWER_PROCESS
 from binderq.processes import proxy_options
-from binderq.tasks import TASKS
+from binderq.settings import Settings
+from binderq.stack import worker_host, worker_processes
+from binderq.tasks import TASKS, queue_of, queues
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,12 +64,26 @@ def test_the_procfile_and_binderq_up_run_the_same_workers_on_the_same_queues():
     for name, options in cli.WORKER_PROCESSES.items():
         for flag in ("-Q", "--concurrency", "-n"):
             assert option(workers[name], flag) == option(options, flag), (name, flag)
+        args = procfile()[name]
+        given = [arg for arg in args[:args.index("celery")] if arg.startswith("BINDERQ_")]
+        host = worker_host(name)
+        assert given == ([f"BINDERQ_WORKER_HOST={host}"] if host else []), name
+
+
+def test_binderq_up_runs_one_launch_worker_per_host_on_its_queue():
+    settings = Settings(docker_hosts="a=unix:///a.sock,b=tcp://10.0.0.2:2376")
+    workers = worker_processes(settings)
+    assert sorted(workers) == ["worker-build", "worker-launch-a", "worker-launch-b"]
+    assert option(workers["worker-launch-b"], "-Q") == "launches.b,maintenance"
+    assert worker_host("worker-launch-b") == "b" and worker_host("worker-build") == ""
 
 
 def test_every_task_runs_on_a_queue_a_worker_consumes():
-    consumed = {queue for options in cli.WORKER_PROCESSES.values()
-                for queue in option(options, "-Q").split(",")}
-    assert {spec.queue for spec in TASKS} <= consumed
+    for settings in (Settings(), Settings(docker_hosts="a=unix:///a.sock,b=unix:///b.sock")):
+        consumed = {queue for options in worker_processes(settings).values()
+                    for queue in option(options, "-Q").split(",")}
+        assert {queue_of(spec, settings) for spec in TASKS} <= consumed
+        assert set(queues(settings)) == consumed
 
 
 def test_exactly_one_beat():

@@ -22,6 +22,7 @@ from binderq.adapters.docker_engine import (
     ignore_gone,
     short,
 )
+from binderq.adapters.image_registry import push_image
 from binderq.domain.builds import PROVENANCE_PREFIX, BuildLimits
 from binderq.domain.collect import BuiltImage
 from binderq.domain.errors import BinderqError, BuildFailed
@@ -102,6 +103,10 @@ class DockerBuilder:
         return self._check_labels(tag, expected_labels)
 
     @engine_errors_as(_build_refused)
+    def push_image(self, image_id: str, reference: str, *, host: str = "") -> None:
+        """Push a built image to the registry (adapters/image_registry.py)."""
+        push_image(self.client, image_id, reference, host=host)
+
     def remove_image(self, tag: str) -> None:
         """Remove a built image; gone already is fine."""
         ignore_gone(lambda: self.client.api.remove_image(tag, force=True))

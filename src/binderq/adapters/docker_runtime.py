@@ -19,7 +19,13 @@ from binderq.adapters.docker_engine import (
     short,
 )
 from binderq.adapters.docker_hardening import DiskLimit, hardened_host_config
-from binderq.domain.errors import BinderqError, DependencyDown, ImageMissing, LaunchFailed
+from binderq.adapters.image_registry import pull_image, push_image
+from binderq.domain.errors import (
+    BinderqError,
+    DependencyDown,
+    ImageMissing,
+    LaunchFailed,
+)
 from binderq.domain.spec import (
     LABEL_DEPLOYMENT,
     LABEL_INSTANCE,
@@ -102,6 +108,14 @@ class DockerRuntime:
         except docker.errors.ImageNotFound:
             return None
         return ImageInfo(id=image.id, labels=dict(image.labels or {}))
+
+    def push_image(self, image_id: str, reference: str, *, host: str = "") -> None:
+        """Push image id to the registry as reference (adapters/image_registry.py)."""
+        push_image(self.client, image_id, reference, host=host)
+
+    def pull_image(self, reference: str, image_id: str, *, host: str = "") -> None:
+        """Pull reference, which must be image id (adapters/image_registry.py)."""
+        pull_image(self.client, reference, image_id, host=host)
 
     @engine_errors_as(_launch_refused)
     def start_server(self, spec: ServerSpec) -> None:

@@ -11,8 +11,9 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import DependencyDown
+from binderq.domain.hosts import host_queue
 from binderq.domain.tokens import new_task_id
-from binderq.tasks import HEALTH_PING
+from binderq.tasks import HEALTH_PING, SERVER_TASKS
 
 # The canary must answer within the health check's budget, even when Redis is down.
 CANARY_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
@@ -26,12 +27,20 @@ class CeleryTaskQueue:
         self.celery = celery
         self.store = store
 
-    def enqueue(self, name: str, *args: Any, task_id: str | None = None) -> str:
-        """Queue task name with args; returns its id. DependencyDown if Redis is down."""
+    def enqueue(self, name: str, *args: Any, task_id: str | None = None,
+                host: str | None = None) -> str:
+        """Queue task name with args; returns its id. DependencyDown if Redis is down.
+
+        It goes to host's queue when host is given; a server's launch or stop (args[0]: the
+        server's id) to its own host's; anything else as the task table routes it.
+        """
         task_id = task_id or new_task_id()
+        if host is None and name in SERVER_TASKS:
+            host = self.store.servers.host_of(args[0]) or None  # before hosts: the first
         self.store.tasks.record(task_id, name)
+        where = {"queue": host_queue(host)} if host else {}
         try:
-            self.celery.send_task(name, args=list(args), task_id=task_id)
+            self.celery.send_task(name, args=list(args), task_id=task_id, **where)
         except (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError) as error:
             raise DependencyDown("Redis", f"could not queue {name}: {error}") from error
         return task_id

@@ -19,11 +19,23 @@ class CheckSchema(Schema):
     ok = fields.Boolean()
     error = fields.String()
     latency_ms = fields.Float()
+    up = fields.List(fields.String(), metadata={"description": "hosts: the hosts that are up"})
+    down = fields.List(fields.String())
+
+
+class HostSchema(Schema):
+    ok = fields.Boolean(metadata={"description": "its worker's engine answered lately"})
+    servers = fields.Integer()
+    capacity = fields.Integer()
+    last_seen = fields.String(allow_none=True)
+    error = fields.String()
 
 
 class HealthSchema(Schema):
     ok = fields.Boolean()
     checks = fields.Dict(keys=fields.String(), values=fields.Nested(CheckSchema))
+    hosts = fields.Dict(keys=fields.String(), values=fields.Nested(HostSchema), metadata={
+        "description": "With more than one Docker host (BINDERQ_DOCKER_HOSTS): each one"})
 
 
 @blp.route("")
@@ -43,5 +55,5 @@ class Health(MethodView):
 def health_for(ctx: ApiContext) -> dict[str, Any]:
     """The health report as this request's caller may see it (every door's)."""
     report = cached_health_report(store=ctx.store, proxy=ctx.proxy, queue=ctx.queue,
-                                  cache=ctx.health)
+                                  cache=ctx.health, hosts=ctx.settings.hosts)
     return report if ctx.caller().is_operator else public_health(report)

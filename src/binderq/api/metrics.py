@@ -33,7 +33,7 @@ from binderq.metrics import (
 )
 from binderq.services import pools
 from binderq.settings import Settings
-from binderq.tasks import QUEUES
+from binderq.tasks import queues
 
 blp = Blueprint("metrics", __name__)
 
@@ -57,8 +57,8 @@ class BinderqCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._pool_metrics()
         yield from self._server_metrics()
-        yield _family(QUEUE_DEPTH, sorted(
-            ((queue,), depth) for queue, depth in self.store.metrics.queue_depths(QUEUES).items()))
+        depths = self.store.metrics.queue_depths(queues(self.settings))
+        yield _family(QUEUE_DEPTH, sorted(((queue,), depth) for queue, depth in depths.items()))
         in_progress = Counter(str(build.status) for build in self.store.builds.in_progress())
         yield _family(BUILDS_IN_PROGRESS, sorted(((status,), n)
                                                  for status, n in in_progress.items()))

@@ -41,6 +41,8 @@ class ServerSchema(Schema):
     cull_at = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
     task_id = fields.String(allow_none=True)
+    host = fields.String(metadata={"description": "the Docker host it runs on "
+                                                  "(BINDERQ_DOCKER_HOSTS)"})
     position = fields.Integer(metadata={"description": "Only while `queued`: its place in the "
                                         "launch queue, 1 is next"})
     eta = fields.Integer(allow_none=True, metadata={

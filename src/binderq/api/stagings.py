@@ -224,6 +224,10 @@ class StagingSchema(Schema):
     status = fields.String(metadata={"enum": ["staging", "ready", "failed"]})
     error = fields.String(allow_none=True)
     version = fields.Integer()
+    pulls = fields.Dict(keys=fields.String(), values=fields.Dict(), metadata={
+        "description": "with many Docker hosts: each host's pull of this version's images "
+                       "from the registry (version, status: pulled or failed, images, at, "
+                       "error)"})
     created_at = fields.String()
     updated_at = fields.String()
     task_id = fields.String(allow_none=True)

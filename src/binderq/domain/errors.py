@@ -128,6 +128,14 @@ class ImageMissing(LaunchFailed):
 
 
 @dataclass
+class ImageTransferFailed(LaunchFailed):
+    """An image could not be pushed to, or pulled from, the registry; names host and image."""
+
+    host: str = ""
+    image: str = ""
+
+
+@dataclass
 class BuildFailed(BinderqError):
     """An image could not be built; the message is for the person who asked."""
 

@@ -123,6 +123,9 @@ class Staging:
     image_id: str | None = None
     service_image_ids: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)
+    # With many Docker hosts: each host's pull of this version's images from the registry
+    # ({host: {version, status, images, at, error}}), written by the host's first launch.
+    pulls: dict[str, dict[str, Any]] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
 
@@ -136,7 +139,7 @@ class Staging:
 
 
 _STAGING_BOOKKEEPING = {"status", "error", "version", "image_id", "service_image_ids",
-                        "provenance", "created_at", "updated_at"}
+                        "provenance", "pulls", "created_at", "updated_at"}
 
 
 @dataclass
@@ -167,6 +170,8 @@ class Server:
     # Its staging's kind (what url points at), and the image id its containers run.
     kind: str = "notebook"
     image_id: str | None = None
+    # The Docker host it runs on (domain/hosts.py), chosen when its place was reserved.
+    host: str = ""
 
 
 _NESTED = {

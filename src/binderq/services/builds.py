@@ -41,12 +41,14 @@ from binderq.domain.builds import (
     with_labels,
 )
 from binderq.domain.errors import BinderqError, Conflict, NotFound, QuotaExceeded, TooManyBuilds
+from binderq.domain.hosts import registry_reference
 from binderq.domain.models import utcnow
 from binderq.domain.shares import share_of
 from binderq.domain.spec import memory_bytes
 from binderq.domain.tokens import new_task_id
 from binderq.services import observe
 from binderq.services.build_rules import check_build_rules
+from binderq.services.images import uses_registry
 from binderq.services.pools import check_pool_size, set_pool_size
 from binderq.services.ports import Builder, Repositories, TaskQueue
 from binderq.services.stagings import put_staging
@@ -226,10 +228,14 @@ def run_build(build_id: str, *, store: RedisStore, git: Repositories, builder: B
             if store.builds.move(build.id, BuildStatus.BUILDING,
                                  f"building {image} from {made_of}", image=image) is None:
                 return store.builds.get(build.id)  # cancelled meanwhile
-            builder.build_image(checkout, dockerfile, image, expected_labels=labels,
-                                limits=_build_limits(settings),
-                                on_line=BuildLog(build.id, store, settings).add,
-                                should_stop=lambda: _is_cancelled(store, build.id))
+            image_id = builder.build_image(
+                checkout, dockerfile, image, expected_labels=labels,
+                limits=_build_limits(settings), on_line=BuildLog(build.id, store, settings).add,
+                should_stop=lambda: _is_cancelled(store, build.id))
+            if uses_registry(settings):  # every host can pull it (services/images.py)
+                step = "pushing to the registry"
+                builder.push_image(image_id, registry_reference(settings.registry, image_id),
+                                   host=settings.host().name)
     except (BinderqError, SpecError) as error:
         return _fail(store, build, f"{step} failed: {error}", settings)
     done = store.builds.move(build.id, BuildStatus.SUCCEEDED, f"built {image}",

@@ -62,7 +62,8 @@ def serve_queue(*, store: RedisStore, queue: TaskQueue, settings: Settings) -> l
     drop_unpolled(store=store, settings=settings)
     promoted = store.launch_queue.promote(settings.max_servers, now=time.time(),
                                           poll_timeout=settings.queue_poll_timeout,
-                                          changed_at=utcnow().isoformat())
+                                          changed_at=utcnow().isoformat(),
+                                          hosts=settings.hosts)
     for server_id in promoted:
         _queue_launch(server_id, store=store, queue=queue)
     return promoted

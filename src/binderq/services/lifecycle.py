@@ -14,6 +14,7 @@ from binderq.adapters.redis_store import RedisStore
 from binderq.domain.applications import KIND_NOTEBOOK, reports_jupyter_activity
 from binderq.domain.builds import lost_builds
 from binderq.domain.errors import BinderqError, DependencyDown
+from binderq.domain.hosts import on_host
 from binderq.domain.lifecycle import (
     Cull,
     CullLimits,
@@ -200,26 +201,45 @@ def reconcile(*, store: RedisStore, runtime: Runtime, proxy: Proxy, queue: TaskQ
     says; another deployment's containers (another Redis, same instance name) are only
     reported, as `foreign`. None if another reconcile is running.
     """
-    with exclusive(store, "reconcile", lock_ttl(RECONCILE)) as acquired:
+    host = settings.host()  # the worker's own: its engine is the one runtime speaks to
+    lock = f"reconcile:{host.name}" if settings.many_hosts else "reconcile"
+    with exclusive(store, lock, lock_ttl(RECONCILE)) as acquired:
         if not acquired:
             return None
         epoch, _ = store.epochs.current()
         deployment = settings.deployment_id
         observed_at = utcnow()
         containers = [_observed(container) for container in runtime.server_containers()]
-        routes = set(proxy.routes())
-        servers = {server.id: server for server in store.servers.list()}
+        every = {server.id: server for server in store.servers.list()}
+        servers, routes = on_this_host(every, set(proxy.routes()), host=host.name,
+                                       first=settings.hosts[0].name)
         repairs = plan_reconcile(
             servers=servers, containers=containers, routes=routes, now=utcnow(),
             observed_at=observed_at, stuck_after=settings.launch_timeout + 60,
             adopt_orphans=settings.orphans == "adopt" if adopt is None else adopt,
             deployment=deployment, epoch=epoch)
-        repairs.fail_builds = lost_builds(store.builds.in_progress(), now=utcnow(),
-                                          build_timeout=settings.build_timeout)
+        if host == settings.hosts[0]:  # builds run on the first host
+            repairs.fail_builds = lost_builds(store.builds.in_progress(), now=utcnow(),
+                                              build_timeout=settings.build_timeout)
         _log_loss_and_strangers(repairs, containers, epoch=epoch)
         _repair(repairs, servers, store=store, runtime=runtime, proxy=proxy, queue=queue,
                 settings=settings)
         return repairs
+
+
+def on_this_host(servers: dict[str, Server], routes: set[str], *, host: str,
+                 first: str) -> tuple[dict[str, Server], set[str]]:
+    """What one host's reconcile judges: the servers placed on it, the routes of those, and
+    (on the first host only, so that one reconcile does it) routes of servers no one knows.
+    With one host: everything."""
+    mine = {i: server for i, server in servers.items() if on_host(server.host, host, first)}
+
+    def judged(path: str) -> bool:
+        server_id = server_of_route(path)
+        return server_id is None or server_id in mine or (
+            server_id not in servers and host == first)
+
+    return mine, {path for path in routes if judged(path)}
 
 
 def _observed(container: Container) -> ObservedContainer:
@@ -289,7 +309,8 @@ def _adopt(server_id: str, *, store: RedisStore, runtime: Runtime, proxy: Proxy,
                     kind=labels.get(LABEL_KIND, KIND_NOTEBOOK),
                     status=ServerStatus.READY, pooled=pooled,
                     claimed_at=now if pooled else None, ready_at=now, last_activity=now,
-                    status_changed_at=now, url=server_url(settings, server_id), target=target)
+                    status_changed_at=now, url=server_url(settings, server_id), target=target,
+                    host=settings.host().name)
     store.servers.adopt(server)
     proxy.add_route(server_path(server_id), target, server=server_id)
     log.info("reconcile: adopted server %s of staging %s", server_id, server.staging)

@@ -8,6 +8,7 @@ import secrets
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.errors import (
     CapacityExceeded,
+    DependencyDown,
     FieldError,
     InvalidInput,
     NotFound,
@@ -24,6 +25,7 @@ from binderq.domain.pools import (
 )
 from binderq.domain.shares import NO_SHARE, ClientShare
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
+from binderq.services.hosts import running_servers
 from binderq.services.ports import Runtime, TaskQueue
 from binderq.services.servers import Launch
 from binderq.services.stagings import get_staging
@@ -126,7 +128,8 @@ def claim_from_pool(staging: Staging, *, store: RedisStore, queue: TaskQueue,
     now = utcnow()
     claim = store.pools.claim(
         staging.name, queued_ttl=QUEUED_TTL, expected_version=staging.version,
-        client=share.client, client_limit=share.max_servers, claimed_at=now, last_activity=now,
+        client=share.client, client_limit=share.max_servers, hosts_checked=settings.many_hosts,
+        claimed_at=now, last_activity=now,
         cull_at=cull_deadline(handed_out=now, last_activity=now, limits=cull_limits(staging)),
     )
     if claim is None:
@@ -192,8 +195,7 @@ def _upkeep_once(staging_name: str, *, store: RedisStore, runtime: Runtime, queu
         plan = PoolPlan(retire={s.id: "retired from the pool: its staging was deleted"
                                 for s in servers})
     else:
-        running = {c.server_id for c in runtime.server_containers()
-                   if c.role == "notebook" and c.running}
+        running = running_servers(servers, store=store, runtime=runtime, settings=settings)
         failures = store.pools.recent_failures(staging_name)
         if failures >= FAILURES_BEFORE_BACKOFF:
             log.warning("pool %s: %d launches failed lately; starting one at a time",
@@ -224,9 +226,9 @@ def _start_pooled_server(staging: Staging, *, store: RedisStore, queue: TaskQueu
                     pooled=True, task_id=new_task_id(), kind=staging.kind)
     try:
         store.servers.reserve(server, settings.max_servers,
-                              staging_limit=staging.max_servers or 0)
-    except (CapacityExceeded, QuotaExceeded) as full:
+                              staging_limit=staging.max_servers or 0, hosts=settings.hosts)
+    except (CapacityExceeded, QuotaExceeded, DependencyDown) as full:
         log.warning("pool %s: cannot start more servers: %s", staging.name, full)
         return False
-    queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id)
+    queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id, host=server.host)
     return True

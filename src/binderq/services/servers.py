@@ -24,6 +24,7 @@ from binderq.domain.spec import ServerSpec, server_path, server_spec
 from binderq.domain.staging_rules import refusal, staging_problems
 from binderq.domain.tokens import new_server_id, new_task_id, server_token
 from binderq.services import observe
+from binderq.services.images import ensure_on_host, uses_registry
 from binderq.services.ports import Proxy, ReadinessProbe, Runtime, TaskQueue
 from binderq.settings import Settings
 from binderq.tasks import LAUNCH, STOP
@@ -65,9 +66,9 @@ def request_cold_launch(staging: Staging, *, store: RedisStore, queue: TaskQueue
     server = Server(id=new_server_id(), staging=staging.name, staging_version=staging.version,
                     task_id=new_task_id(), client=share.client, kind=staging.kind)
     store.servers.reserve(server, settings.max_servers, staging_limit=staging.max_servers or 0,
-                          client_limit=share.max_servers)
+                          client_limit=share.max_servers, hosts=settings.hosts)
     try:
-        queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id)
+        queue.enqueue(LAUNCH.name, server.id, task_id=server.task_id, host=server.host)
     except BinderqError as error:
         store.servers.transition(server.id, [ServerStatus.PENDING], status=ServerStatus.FAILED,
                                  error=f"could not queue the launch: {error}")
@@ -156,6 +157,9 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
                        pooled=server.pooled, allow_origin=settings.cors_allow_origin,
                        uid=settings.server_uid, epoch=store.epochs.current()[0],
                        deployment=settings.deployment_id)
+    if uses_registry(settings):  # this host's first server of the staging pulls its images
+        ensure_on_host(staging, host=server.host or settings.host().name, store=store,
+                       runtime=runtime, settings=settings)
     try:
         runtime.start_server(spec)
     except ImageMissing as missing:
@@ -249,12 +253,13 @@ def stop_server(server_id: str, *, store: RedisStore, runtime: Runtime,
     server = store.servers.get(server_id)
     if server is None or server.status == ServerStatus.STOPPED:
         return server
-    if server.status != ServerStatus.STOPPING:
-        server = store.servers.transition(server_id, [*ACTIVE_SERVER_STATUSES,
-                                                      ServerStatus.FAILED],
+    if server.status not in (ServerStatus.STOPPING, ServerStatus.FAILED):
+        server = store.servers.transition(server_id, ACTIVE_SERVER_STATUSES,
                                           status=ServerStatus.STOPPING) or server
+    # A failed one stays failed (and says why) until its containers are gone: its host may
+    # be down, and this task retried until it is back.
     _remove_everything(server_id, runtime=runtime, proxy=proxy)
-    stopped = store.servers.transition(server_id, [ServerStatus.STOPPING],
+    stopped = store.servers.transition(server_id, [ServerStatus.STOPPING, ServerStatus.FAILED],
                                        status=ServerStatus.STOPPED, stopped_at=utcnow())
     return stopped or store.servers.get(server_id)
 

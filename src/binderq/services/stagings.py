@@ -7,7 +7,14 @@ from typing import Any
 
 from binderq.adapters.redis_store import RedisStore
 from binderq.domain.builds import BuildStatus, provenance_of, staging_from_build
-from binderq.domain.errors import Conflict, DependencyDown, FieldError, InvalidInput, NotFound
+from binderq.domain.errors import (
+    Conflict,
+    DependencyDown,
+    FieldError,
+    ImageTransferFailed,
+    InvalidInput,
+    NotFound,
+)
 from binderq.domain.models import (
     DataVolume,
     ExtraService,
@@ -18,6 +25,7 @@ from binderq.domain.models import (
     utcnow,
 )
 from binderq.domain.staging_rules import check_staging, refusal, staging_problems
+from binderq.services.images import push_staged
 from binderq.services.ports import Runtime, TaskQueue
 from binderq.tasks import REPLENISH, STAGE
 
@@ -93,10 +101,13 @@ def get_staging(name: str, *, store: RedisStore) -> Staging:
 
 
 def stage(name: str, version: int, *, store: RedisStore, runtime: Runtime,
-          queue: TaskQueue | None = None) -> Staging | None:
+          queue: TaskQueue | None = None, registry: str = "",
+          host: str = "") -> Staging | None:
     """Worker side: find the staging's images on the engine and pin their ids, then mark it
     ready (or failed, saying which image is missing). For a staging that is ready already
-    (a PUT that changed nothing), see whether its tags moved: restage_if_moved."""
+    (a PUT that changed nothing), see whether its tags moved: restage_if_moved. With a
+    registry (many hosts), the pinned images are pushed there from this host's engine first,
+    so every host can pull them (services/images.py); a failed push fails the staging."""
     staging = store.stagings.get(name)
     if staging is None or staging.version != version:
         return None  # deleted or replaced since; the newer PUT has its own task
@@ -106,7 +117,8 @@ def stage(name: str, version: int, *, store: RedisStore, runtime: Runtime,
                               error=refusal(problems), updated_at=_now())
         return store.stagings.get(name)
     if staging.status == StagingStatus.READY:
-        return restage_if_moved(staging, store=store, runtime=runtime, queue=queue)
+        return restage_if_moved(staging, store=store, runtime=runtime, queue=queue,
+                                registry=registry, host=host)
     try:
         images = _staged_images(staging, runtime)
     except DependencyDown as error:
@@ -120,16 +132,25 @@ def stage(name: str, version: int, *, store: RedisStore, runtime: Runtime,
         store.stagings.finish(name, version, status=str(StagingStatus.FAILED), error=error,
                               updated_at=_now())
         return store.stagings.get(name)
+    pins = _pins(staging, images)
+    if registry:
+        try:
+            push_staged(_pinned_ids(pins), runtime=runtime, registry=registry, host=host)
+        except ImageTransferFailed as failed:
+            store.stagings.finish(name, version, status=str(StagingStatus.FAILED),
+                                  error=str(failed), updated_at=_now())
+            return store.stagings.get(name)
     # Pinned: every server of this version runs these ids, wherever the tags move later.
     store.stagings.finish(name, version, status=str(StagingStatus.READY), error=None,
-                          updated_at=_now(), **_pins(staging, images))
+                          updated_at=_now(), **pins)
     if queue is not None and store.pools.counters(name) is not None:
         queue.enqueue(REPLENISH.name, name)  # fill the pool with this version
     return store.stagings.get(name)
 
 
 def restage_if_moved(staging: Staging, *, store: RedisStore, runtime: Runtime,
-                     queue: TaskQueue | None = None) -> Staging | None:
+                     queue: TaskQueue | None = None, registry: str = "",
+                     host: str = "") -> Staging | None:
     """A ready staging whose tags name other images now becomes a new version that runs
     those (and its pool rolls over); one whose tags did not move, or are gone, stays as
     it is: it keeps running the ids it pinned."""
@@ -140,8 +161,10 @@ def restage_if_moved(staging: Staging, *, store: RedisStore, runtime: Runtime,
     if (pins["image_id"], pins["service_image_ids"]) == (staging.image_id,
                                                          staging.service_image_ids):
         return staging
+    if registry:  # a failed push leaves the staging on the images it had (raised: retried)
+        push_staged(_pinned_ids(pins), runtime=runtime, registry=registry, host=host)
     moved = replace(staging, version=store.stagings.next_version(staging.name),
-                    updated_at=utcnow(), **pins)
+                    updated_at=utcnow(), pulls={}, **pins)
     if store.stagings.save(moved) and queue is not None \
             and store.pools.counters(staging.name) is not None:
         queue.enqueue(REPLENISH.name, staging.name)  # retire the old version's servers
@@ -155,6 +178,10 @@ def _pins(staging: Staging, images: dict[str, Any]) -> dict[str, Any]:
     return {"image_id": main.id,
             "service_image_ids": {svc.name: images[svc.image].id for svc in staging.services},
             "provenance": provenance_of(main.labels)}
+
+
+def _pinned_ids(pins: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys([pins["image_id"], *pins["service_image_ids"].values()]))
 
 
 def _staged_images(staging: Staging, runtime: Runtime) -> dict[str, Any]:

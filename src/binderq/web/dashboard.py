@@ -12,9 +12,8 @@ from binderq.api.context import ApiContext
 from binderq.domain.models import jsonable
 from binderq.services import pools
 from binderq.services.health import cached_health_report
-from binderq.tasks import BUILDS, LAUNCHES, MAINTENANCE
+from binderq.tasks import queues
 
-QUEUES = (LAUNCHES, BUILDS, MAINTENANCE)
 RECENT_BUILDS = 20
 RECENT_SERVERS = 50
 SERVER_FIELDS = ("id", "staging", "status", "pooled", "kind", "url", "created_at",
@@ -34,7 +33,8 @@ def dashboard_state(ctx: ApiContext) -> dict[str, Any]:
     return {"now": jsonable(datetime.now(UTC)), "stagings": stagings_with_pools(ctx),
             "servers": recent_servers(ctx), "builds": recent_builds(ctx),
             "health": cached_health_report(store=ctx.store, proxy=ctx.proxy,
-                                           queue=ctx.queue, cache=ctx.health),
+                                           queue=ctx.queue, cache=ctx.health,
+                                           hosts=ctx.settings.hosts),
             "queues": queue_depths(ctx), "max_servers": ctx.settings.max_servers}
 
 
@@ -66,10 +66,11 @@ def recent_builds(ctx: ApiContext) -> list[dict[str, Any]]:
 def queue_depths(ctx: ApiContext) -> dict[str, int | None]:
     """Tasks waiting in each Celery queue (kombu keeps a queue as a Redis list of its
     name); None when Redis does not answer."""
+    names = queues(ctx.settings)
     try:
         with ctx.store.redis.pipeline(transaction=False) as pipe:
-            for name in QUEUES:
+            for name in names:
                 pipe.llen(name)
-            return dict(zip(QUEUES, pipe.execute(), strict=True))
+            return dict(zip(names, pipe.execute(), strict=True))
     except Exception:  # the dashboard shows what it can; health says Redis is down
-        return dict.fromkeys(QUEUES)
+        return dict.fromkeys(names)

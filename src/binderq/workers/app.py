@@ -11,7 +11,17 @@ from typing import Any
 from celery import Celery
 
 from binderq.settings import Settings
-from binderq.tasks import COLLECT, CULL, MAINTENANCE, RECONCILE, TASKS, UPKEEP, TaskSpec
+from binderq.tasks import (
+    COLLECT,
+    CULL,
+    MAINTENANCE,
+    RECONCILE,
+    TASKS,
+    UPKEEP,
+    TaskSpec,
+    queue_of,
+)
+from binderq.workers import heartbeat  # noqa: F401  (a launch worker proves its host's life)
 from binderq.workers.logs import install_task_logging
 
 # Celery's own tasks (chords and the like), which the table does not list, get these.
@@ -43,9 +53,10 @@ def task_options(spec: TaskSpec) -> dict[str, Any]:
     return options
 
 
-def task_routes() -> dict[str, dict[str, str]]:
-    """Each task's queue, as the table says."""
-    return {spec.name: {"queue": spec.queue} for spec in TASKS}
+def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
+    """Each task's queue, as the table says; host work not sent to a host goes to the first
+    (the task queue adapter sends a server's launch and stop to its own host's queue)."""
+    return {spec.name: {"queue": queue_of(spec, settings)} for spec in TASKS}
 
 
 def task_time_limits(settings: Settings) -> dict[str, dict[str, int]]:
@@ -96,7 +107,7 @@ def make_celery(settings: Settings) -> Celery:
         # backend, the very Redis that is gone, and the worker dies of it. Tasks are
         # idempotent, so one that finishes, and is delivered again, does no harm.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        task_routes=task_routes(),
+        task_routes=task_routes(settings),
         task_annotations=task_time_limits(settings),
         task_default_queue=MAINTENANCE,
         task_time_limit=DEFAULT_TIME_LIMIT,

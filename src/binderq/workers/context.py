@@ -36,7 +36,9 @@ def worker_context() -> WorkerContext:
     app was made from."""
     from celery import current_app
 
+    # Its own host's engine (BINDERQ_WORKER_HOST; else the first host's: builds run there).
     settings = settings_of(current_app)
+    settings = settings.with_changes(docker_host=settings.host().url)
     store = build_store(settings)
     return WorkerContext(
         settings=settings,

@@ -10,6 +10,7 @@ from binderq.adapters.redis_store.builds import BuildStore
 from binderq.adapters.redis_store.common import Keys, speaks_to_redis
 from binderq.adapters.redis_store.epochs import EpochStore
 from binderq.adapters.redis_store.health import HealthStore
+from binderq.adapters.redis_store.hosts import HostStore
 from binderq.adapters.redis_store.launch_queue import LaunchQueueStore
 from binderq.adapters.redis_store.locks import LockStore
 from binderq.adapters.redis_store.metrics import MetricsStore
@@ -36,6 +37,7 @@ class RedisStore:
         self.tasks = TaskStore(client)
         self.locks = LockStore(client)
         self.health = HealthStore(client)
+        self.hosts = HostStore(client)
         self.epochs = EpochStore(client)
         self.metrics = MetricsStore(client)
         self.launch_queue = LaunchQueueStore(client)

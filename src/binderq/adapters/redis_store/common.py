@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -32,6 +32,12 @@ class Keys:
     # Fair shares: the servers of one staging, of one client (members pruned as they are counted).
     STAGING_SERVERS = "binderq:servers:staging:{name}"
     CLIENT_SERVERS = "binderq:servers:client:{client}"
+    # The active servers of one Docker host, and that host's proofs of life (redis_store/hosts).
+    HOST_SERVERS = "binderq:servers:host:{host}"
+    HOST_ALIVE = "binderq:host:{host}:alive"
+    HOST_SEEN = "binderq:host:{host}:seen"
+    HOST_RUNNING = "binderq:host:{host}:running"
+    HOST_DOWN_NOTICED = "binderq:host:{host}:down-noticed"
     # The launch queue (redis_store/launch_queue.py): ids by arrival, when each was last
     # polled, the arrival counter, and when the latest ones were promoted (for the eta).
     LAUNCH_QUEUE = "binderq:launch-queue"
@@ -90,6 +96,39 @@ local function count_held(set, statuses, prefix)
   return held
 end
 """
+
+
+# pick_host(hosts, check_up, key_at, arg_at) -> name, free places, its servers' set: the
+# placement rule of domain/hosts.pick_host. Host i (1-based) has its set of servers at
+# KEYS[key_at + 2i - 2] and its alive key at KEYS[key_at + 2i - 1], its name at
+# ARGV[arg_at + 2i - 2] and its capacity at ARGV[arg_at + 2i - 1] (host_placement builds
+# them); check_up false (one host): every host counts as up.
+PICK_HOST = """
+local function pick_host(hosts, check_up, key_at, arg_at)
+  local best, best_free, best_set = nil, 0, nil
+  for i = 1, hosts do
+    local set, alive = KEYS[key_at + 2 * i - 2], KEYS[key_at + 2 * i - 1]
+    if not check_up or redis.call('EXISTS', alive) == 1 then
+      local free = tonumber(ARGV[arg_at + 2 * i - 1]) - redis.call('SCARD', set)
+      if best == nil or free > best_free then
+        best, best_free, best_set = ARGV[arg_at + 2 * i - 2], free, set
+      end
+    end
+  end
+  return best, best_free, best_set
+end
+"""
+
+
+def host_placement(hosts: Sequence[Any]) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of PICK_HOST for hosts (domain.hosts.Host): the keys, then the
+    count of hosts, whether to ask which are up (with more than one), and the hosts."""
+    keys: list[str] = []
+    args: list[Any] = [len(hosts), "1" if len(hosts) > 1 else "0"]
+    for host in hosts:
+        keys += [Keys.HOST_SERVERS.format(host=host.name), Keys.HOST_ALIVE.format(host=host.name)]
+        args += [host.name, host.max_servers]
+    return keys, args
 
 
 def encode(record: dict[str, Any]) -> list[str]:

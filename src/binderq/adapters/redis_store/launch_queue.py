@@ -9,16 +9,22 @@ latest promotions happened (for the eta). The records are the servers' own, stat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis
 
 from binderq.adapters.redis_store.common import (
     COUNT_HELD,
+    PICK_HOST,
     Keys,
     encode,
+    host_placement,
     lua_status_set,
     speaks_to_redis,
     text,
 )
+from binderq.adapters.redis_store.servers import LOCAL
+from binderq.domain.hosts import Host
 from binderq.domain.launch_queue import ETA_SAMPLES, queue_full
 from binderq.domain.models import ACTIVE_SERVER_STATUSES, Server, ServerStatus, to_dict
 from binderq.domain.shares import CLIENT_SERVER_STATUSES, client_servers_quota
@@ -53,8 +59,10 @@ return {{1, '', redis.call('ZRANK', KEYS[4], ARGV[3]) + 1}}
 # KEYS: queue, active servers, polled, promotions.
 # ARGV: capacity, now, poll timeout, server key prefix, staging set prefix, staging key
 # prefix, status_changed_at (JSON), promotions kept.
-# Placement (which host) plugs in where a place is taken: the `if room[staging] > 0` branch.
-_PROMOTE = COUNT_HELD + f"""
+# Each promoted launch is placed on a host as reserve places it (PICK_HOST: ARGV[9], ARGV[10]
+# and the hosts from ARGV[11]; their keys from KEYS[5]); when no host is up or has room,
+# promotion stops there.
+_PROMOTE = COUNT_HELD + PICK_HOST + f"""
 local capacity = tonumber(ARGV[1])
 local now, timeout = tonumber(ARGV[2]), tonumber(ARGV[3])
 local used = redis.call('SCARD', KEYS[2])
@@ -78,8 +86,15 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
                                            {lua_status_set(ACTIVE_SERVER_STATUSES)}, ARGV[4])
       else room[staging] = capacity end
     end
+    local host, host_free, host_set = nil, 0, nil
     if room[staging] > 0 then
-      redis.call('HSET', server, 'status', '"pending"', 'status_changed_at', ARGV[7])
+      host, host_free, host_set = pick_host(tonumber(ARGV[9]), ARGV[10] == '1', 5, 11)
+      if host == nil or host_free <= 0 then break end
+    end
+    if room[staging] > 0 then
+      redis.call('HSET', server, 'status', '"pending"', 'status_changed_at', ARGV[7],
+                 'host', cjson.encode(host))
+      redis.call('SADD', host_set, id)
       if version[staging] then redis.call('HSET', server, 'staging_version', version[staging]) end
       redis.call('SADD', KEYS[2], id)
       redis.call('SADD', ARGV[5] .. staging, id)
@@ -133,14 +148,16 @@ class LaunchQueueStore:
         raise queue_full(max_queued, int(count))
 
     def promote(self, capacity: int, *, now: float, poll_timeout: float,
-                changed_at: str) -> list[str]:
+                changed_at: str, hosts: Sequence[Host] = (LOCAL,)) -> list[str]:
         """Move the oldest queued launches that fit to `pending`, reserving their places
-        in the same step; their ids, oldest first. changed_at: an ISO time."""
+        in the same step, each on a host as reserve places it; their ids, oldest first.
+        changed_at: an ISO time."""
+        host_keys, placement = host_placement(hosts)
         keys = [Keys.LAUNCH_QUEUE, Keys.ACTIVE_SERVERS, Keys.LAUNCH_QUEUE_POLLED,
-                Keys.LAUNCH_QUEUE_PROMOTED]
+                Keys.LAUNCH_QUEUE_PROMOTED, *host_keys]
         args = [capacity, repr(now), repr(poll_timeout), Keys.SERVER.format(id=""),
                 Keys.STAGING_SERVERS.format(name=""), Keys.STAGING.format(name=""),
-                encode({"at": changed_at})[1], ETA_SAMPLES]
+                encode({"at": changed_at})[1], ETA_SAMPLES, *placement]
         return [text(server_id) for server_id in self._promote(keys=keys, args=args)]
 
     def position(self, server_id: str, *, polled_at: float | None = None) -> int | None:

@@ -40,6 +40,8 @@ class PoolClaim:
 # true, claimed_at null); tests/unit/test_store.py checks that they agree.
 # A client at its share (ARGV[4] > 0 servers held, domain/shares.py) is refused ({'quota',
 # held}) before anything is popped; a claimed server joins its client's set (KEYS[5]).
+# With many hosts (ARGV[6], ARGV[7]: the prefix and suffix of a host's alive key), a server on
+# a host that is down is passed over too (redis_store/hosts.py); it is watch_hosts' to retire.
 _CLAIM = COUNT_HELD + f"""
 local version = redis.call('HGET', KEYS[2], 'version')
 if not version then return false end
@@ -58,9 +60,16 @@ while true do
   local server = ARGV[1] .. id
   local fields = redis.call('HMGET', server, 'status', 'staging_version', 'pooled',
                            'claimed_at')
+  local up = true
+  if ARGV[6] ~= '' then
+    local host = redis.call('HGET', server, 'host')
+    if host and host ~= '""' then
+      up = redis.call('EXISTS', ARGV[6] .. cjson.decode(host) .. ARGV[7]) == 1
+    end
+  end
   if fields[1] == '"ready"' and fields[2] == version and fields[3] == 'true'
-      and fields[4] == 'null' then
-    redis.call('HSET', server, unpack(ARGV, 6))
+      and fields[4] == 'null' and up then
+    redis.call('HSET', server, unpack(ARGV, 8))
     if ARGV[5] == '1' then redis.call('SADD', KEYS[5], id) end
     redis.call('HINCRBY', KEYS[3], 'hits', 1)
     local queue_it = redis.call('SET', KEYS[4], 1, 'NX', 'EX', tonumber(ARGV[2]))
@@ -122,21 +131,23 @@ class PoolStore:
 
     def claim(self, staging: str, *, queued_ttl: int = 30,
               expected_version: int | None = None, client: str = "", client_limit: int = 0,
-              **claim: Any) -> PoolClaim | None:
+              hosts_checked: bool = False, **claim: Any) -> PoolClaim | None:
         """Atomically take a ready server of the staging's current version from its pool.
 
         One round trip, on the hot path of every pooled launch: the claim, the hit, the
         claimed server's record, and whether a replenish must be queued. With
         expected_version, StaleStaging if the staging is at another version now. The server
         is claimed for client, which must hold fewer than client_limit servers (0: no
-        limit), else QuotaExceeded.
+        limit), else QuotaExceeded. hosts_checked (many hosts): servers on a host that is
+        down are passed over.
         """
         keys = [Keys.POOL_READY.format(staging=staging), Keys.STAGING.format(name=staging),
                 Keys.POOL.format(staging=staging), Keys.POOL_QUEUED.format(staging=staging),
                 Keys.CLIENT_SERVERS.format(client=client)]
         expected = json.dumps(expected_version) if expected_version is not None else ""
+        alive = Keys.HOST_ALIVE.split("{host}") if hosts_checked else ["", ""]
         args = [Keys.SERVER.format(id=""), queued_ttl, expected, client_limit,
-                "1" if client else "0", *encode({**claim, "client": client})]
+                "1" if client else "0", *alive, *encode({**claim, "client": client})]
         claimed = self._claim(keys=keys, args=args)
         if not claimed:
             return None

@@ -27,6 +27,18 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 """
 
+# One host's pull of one version's images, kept in the staging's `pulls` unless a newer PUT
+# replaced that version. ARGV: version, host, the pull as JSON.
+_RECORD_PULL = """
+if redis.call('HGET', KEYS[1], 'version') ~= ARGV[1] then return 0 end
+local raw = redis.call('HGET', KEYS[1], 'pulls')
+local pulls = {}
+if raw and raw ~= '{}' and raw ~= 'null' then pulls = cjson.decode(raw) end
+pulls[ARGV[2]] = cjson.decode(ARGV[3])
+redis.call('HSET', KEYS[1], 'pulls', cjson.encode(pulls))
+return 1
+"""
+
 
 @speaks_to_redis
 class StagingStore:
@@ -36,6 +48,7 @@ class StagingStore:
         self.redis = client
         self._save = client.register_script(_SAVE_STAGING)
         self._finish = client.register_script(_FINISH_STAGING)
+        self._record_pull = client.register_script(_RECORD_PULL)
 
     def next_version(self, name: str) -> int:
         """A version no earlier PUT of this name had, even across delete and re-create."""
@@ -51,6 +64,11 @@ class StagingStore:
         """Set status fields of one version of a staging; False if it was replaced."""
         args = [json.dumps(version), *encode(changes)]
         return bool(self._finish(keys=[Keys.STAGING.format(name=name)], args=args))
+
+    def record_pull(self, name: str, version: int, host: str, pull: dict[str, Any]) -> bool:
+        """Note host's pull of version's images; False if that version was replaced."""
+        args = [json.dumps(version), host, json.dumps(pull)]
+        return bool(self._record_pull(keys=[Keys.STAGING.format(name=name)], args=args))
 
     def get(self, name: str) -> Staging | None:
         raw = self.redis.hgetall(Keys.STAGING.format(name=name))

@@ -28,9 +28,16 @@ def cull() -> list[str]:
 
 
 @shared_task(**task_options(RECONCILE))
-def reconcile(adopt: bool | None = None) -> dict | None:
-    """Repair what crashes and restarts left behind in Redis, Docker and the proxy."""
+def reconcile(adopt: bool | None = None, host: str | None = None) -> dict | None:
+    """Repair what crashes and restarts left behind in Redis, Docker and the proxy. With
+    more than one Docker host, one reconcile per host, each on its host's queue (sent to
+    host; without one, this run sends them)."""
     context = worker_context()
+    if context.settings.many_hosts and host is None:
+        names = [each.name for each in context.settings.hosts]
+        for name in names:
+            context.queue.enqueue(RECONCILE.name, adopt, name, host=name)
+        return {"hosts": names}
     repairs = lifecycle.reconcile(store=context.store, runtime=context.runtime,
                                   proxy=context.proxy, queue=context.queue,
                                   settings=context.settings, adopt=adopt)

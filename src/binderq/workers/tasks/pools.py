@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from binderq.services import launch_queue, lifecycle, pools
+from binderq.services import hosts, launch_queue, lifecycle, pools
 from binderq.tasks import REPLENISH, UPKEEP
 from binderq.workers.app import task_options
 from binderq.workers.context import worker_context
@@ -21,10 +21,13 @@ def replenish(staging: str) -> dict | None:
 
 @shared_task(**task_options(UPKEEP))
 def upkeep() -> dict:
-    """Every pool's upkeep, the launch queue's backstop (room freed unnoticed, launches
-    nobody polls), and a reconcile at once if Redis lost its data; celery beat runs this
-    every few seconds."""
+    """Every pool's upkeep, after hosts that went down gave up their servers (services/
+    hosts.py), the launch queue's backstop (room freed unnoticed, launches nobody polls),
+    and a reconcile at once if Redis lost its data; celery beat runs this every few
+    seconds."""
     context = worker_context()
+    hosts.watch_hosts(store=context.store, proxy=context.proxy, queue=context.queue,
+                      settings=context.settings)
     lifecycle.reconcile_if_redis_forgot(store=context.store, queue=context.queue)
     launch_queue.serve_queue_if_waiting(store=context.store, queue=context.queue,
                                         settings=context.settings)
