@@ -105,11 +105,12 @@ def _check_redis_is_ours(process: subprocess.Popen, port: int, password: str) ->
 
 
 def start_proxy(port: int, api_port: int, token: str, *, default_target: str | None = None,
-                log_file: str | os.PathLike | None = None,
+                log_file: str | os.PathLike | None = None, ip: str = "127.0.0.1",
                 die_with_parent: bool = False) -> subprocess.Popen:
-    """configurable-http-proxy on 127.0.0.1:port, its API on 127.0.0.1:api_port;
+    """configurable-http-proxy on ip:port, its API on 127.0.0.1:api_port;
     die_with_parent: see parent_death_signal."""
-    args = [proxy_binary(), *proxy_options(port, api_port, default_target=default_target)]
+    args = [proxy_binary(), *proxy_options(port, api_port, default_target=default_target,
+                                           ip=ip)]
     env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": token}
     process = _spawn(args, log_file, env=env, die_with_parent=die_with_parent)
     wait_until(lambda: _answers_tcp(api_port) or process.poll() is not None, timeout=15,
@@ -166,9 +167,11 @@ def check_proxy_is_ours(process: subprocess.Popen, api_port: int, token: str) ->
                                   f"({answer.status_code}): another proxy holds it")
 
 
-def proxy_options(port: int, api_port: int, *, default_target: str | None = None) -> list[str]:
-    """configurable-http-proxy's options: both ports on 127.0.0.1 only (HOST.md)."""
-    options = ["--ip", "127.0.0.1", "--port", str(port), "--api-ip", "127.0.0.1",
+def proxy_options(port: int, api_port: int, *, default_target: str | None = None,
+                  ip: str = "127.0.0.1") -> list[str]:
+    """configurable-http-proxy's options: the public port on ip (`binderq up --host`), its
+    API on 127.0.0.1 only, whatever ip is: the API adds routes (HOST.md)."""
+    options = ["--ip", ip, "--port", str(port), "--api-ip", "127.0.0.1",
                "--api-port", str(api_port), "--log-level", "warn"]
     return options + (["--default-target", default_target] if default_target else [])
 

@@ -115,7 +115,7 @@ class Stack:
         api_target = f"http://127.0.0.1:{api_port}"
         self._start_child("proxy", lambda: start_proxy(
             self.port, proxy_api_port, self.settings.proxy_api_token,
-            default_target=api_target, log_file=self.run_dir / "proxy.log",
+            default_target=api_target, log_file=self.run_dir / "proxy.log", ip=self.host,
             die_with_parent=True),
             after_restart=lambda: self._proxy_back(api_target))
         self._start_child("web", self._spawner(

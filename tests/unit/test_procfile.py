@@ -118,3 +118,9 @@ def test_the_procfile_flower_is_the_one_binderq_up_runs_on_loopback():
     app, subcommand, options = celery_invocation(procfile()["flower"])
     assert (subcommand, *options) == FLOWER_PROCESS["flower"]
     assert "--address=127.0.0.1" in options
+
+
+def test_binderq_up_serves_on_the_host_it_is_given_and_keeps_the_proxy_api_on_loopback():
+    options = proxy_options(8000, 8001, ip="0.0.0.0")
+    assert options[options.index("--ip") + 1] == "0.0.0.0"
+    assert options[options.index("--api-ip") + 1] == "127.0.0.1"
