@@ -68,9 +68,21 @@ class Engine:
         except Exception:
             return False
 
+    def freeze(self) -> None:
+        """The engine stops answering (SIGSTOP to dockerd), as a hung or unreachable host
+        does; its containers run on. Not stop() and start(): a second dockerd started again
+        on its data root deletes the first engine's docker0 bridge (tried: HOST.md warns)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """The engine answers again (SIGCONT)."""
+        self.process.send_signal(signal.SIGCONT)
+        wait_until(self.answers, timeout=60, what=f"the second dockerd at {self.url} again")
+
     def stop(self) -> None:
         """Stop dockerd by its pid, as an engine that goes away (its containers stop)."""
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a frozen one must hear the SIGTERM
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=60)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -14,8 +15,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
-
-from binderq.processes import stop_process
 
 
 def _handler(root: Path, redirects: dict[str, str]) -> type[BaseHTTPRequestHandler]:
@@ -80,10 +79,12 @@ def smart_http(root: Path, address: str, port: int = 0,
 @contextlib.contextmanager
 def git_daemon(root: Path, address: str, port: int) -> Iterator[int]:
     """Serve the repositories under root with git daemon (git://) on address:port."""
+    # Its own process group: `git daemon` runs the real daemon as a child, and a fetch
+    # forks more; all of them go at the end.
     process = subprocess.Popen(
         ["git", "daemon", f"--listen={address}", f"--port={port}", f"--base-path={root}",
          "--export-all", "--reuseaddr", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 10
         while not _answers(address, port):
@@ -92,7 +93,9 @@ def git_daemon(root: Path, address: str, port: int) -> Iterator[int]:
             time.sleep(0.05)
         yield port
     finally:
-        stop_process(process, timeout=10)  # SIGTERM, then SIGKILL if it lingers
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def _answers(address: str, port: int) -> bool:

@@ -46,6 +46,11 @@ DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 def engine_b():
     with second_engine() as engine:
         yield engine
+    assert _has_docker0(), "the second engine deleted the first engine's docker0 bridge"
+
+
+def _has_docker0() -> bool:
+    return subprocess.run(["ip", "link", "show", "docker0"], capture_output=True).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +156,9 @@ def test_servers_spread_over_two_engines_and_a_lost_engine_loses_only_its_own(
     on_a = {s.id for s in store.servers.active() if s.host == "a"}
     on_b = {s.id for s in store.servers.active() if s.host == "b"}
 
-    # Engine b stops with servers running on both.
+    # Engine b stops answering with servers running on both.
     started = time.monotonic()
-    engine_b.stop()
+    engine_b.freeze()
     down_after = wait_for(lambda: not _health(url)["hosts"]["b"]["ok"]
                           and time.monotonic() - started, timeout=30, what="b shows down")
     public = requests.get(f"{url}/api/health", timeout=5).json()
@@ -178,7 +183,7 @@ def test_servers_spread_over_two_engines_and_a_lost_engine_loses_only_its_own(
           f"failed after {time.monotonic() - started:.1f} s")
 
     # b comes back: its reconcile removes the containers of its failed servers.
-    engine_b.start()
+    engine_b.thaw()
     wait_for(lambda: _health(url)["hosts"]["b"]["ok"], timeout=30, what="b is up again")
     session.post(f"{url}/api/reconcile").raise_for_status()
     wait_for(lambda: not _binderq_containers(engine_b.client(), hosts_settings.instance),
