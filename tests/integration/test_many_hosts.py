@@ -122,7 +122,10 @@ def _ready(url, session, server_id, timeout=120):
 
 
 def _binderq_containers(client, instance):
-    return client.containers.list(all=True, filters={"label": f"binderq.instance={instance}"})
+    # sparse: no inspect of each one listed, which fails on a container removed meanwhile
+    # (reconcile removes them while this polls).
+    return client.containers.list(all=True, sparse=True,
+                                  filters={"label": f"binderq.instance={instance}"})
 
 
 def test_servers_spread_over_two_engines_and_a_lost_engine_loses_only_its_own(
