@@ -6,6 +6,8 @@ and queues. Every form POST carries the session's CSRF token. The page polls
 
 from __future__ import annotations
 
+from functools import wraps
+
 from flask import Response, jsonify, redirect, request
 
 from binderq.api.context import context
@@ -70,33 +72,37 @@ def log_out():
     return _answer(redirect("/admin/", code=303), fresh)
 
 
-def _require_operator() -> AdminSession | Response:
-    session = _operator_session()
-    if session is None:
-        return jsonify({"message": "log in at /admin/ first"}), 401
-    return session
+def _operator_only(*, form: bool = False):
+    """The view for a logged-in operator only (401 otherwise); with form, a POST from this
+    site carrying the session's CSRF token. The answer renews the session's cookie."""
+    def wrap(view):
+        @wraps(view)
+        def checked(*args, **kwargs):
+            session = _operator_session()
+            if session is None:
+                return jsonify({"message": "log in at /admin/ first"}), 401
+            if form:
+                same_origin_post()
+                admin_session.check_csrf(session)
+            return _answer(view(*args, **kwargs), session)
+        return checked
+    return wrap
 
 
 @blp.get("/admin/state.json")
+@_operator_only()
 def state():
     """The dashboard's figures, for its live view."""
-    session = _require_operator()
-    if not isinstance(session, AdminSession):
-        return session
-    return _answer(jsonify(dashboard_state(context())), session)
+    return jsonify(dashboard_state(context()))
 
 
 @blp.post("/admin/pools/<name>")
+@_operator_only(form=True)
 def resize_pool(name: str):
-    session = _require_operator()
-    if not isinstance(session, AdminSession):
-        return session
-    same_origin_post()
-    admin_session.check_csrf(session)
     ctx = context()
     pools.set_pool_size(name, _size(request.form.get("size", "")), store=ctx.store,
                         queue=ctx.queue, settings=ctx.settings)
-    return _answer(redirect("/admin/", code=303), session)
+    return redirect("/admin/", code=303)
 
 
 def _size(text: str) -> int:
@@ -107,21 +113,15 @@ def _size(text: str) -> int:
 
 
 @blp.post("/admin/servers/<server_id>/stop")
+@_operator_only(form=True)
 def stop_server(server_id: str):
-    session = _require_operator()
-    if not isinstance(session, AdminSession):
-        return session
-    same_origin_post()
-    admin_session.check_csrf(session)
     ctx = context()
     servers.request_stop(server_id, store=ctx.store, queue=ctx.queue)
-    return _answer(redirect("/admin/", code=303), session)
+    return redirect("/admin/", code=303)
 
 
 @blp.get("/admin/builds/<build_id>/log")
+@_operator_only()
 def build_log(build_id: str):
-    session = _require_operator()
-    if not isinstance(session, AdminSession):
-        return session
     text = builds.build_log_text(build_id, caller=OPERATOR, store=context().store)
-    return _answer(Response(text, mimetype="text/plain"), session)
+    return Response(text, mimetype="text/plain")
