@@ -26,7 +26,8 @@ def build_store(settings: Settings) -> RedisStore:
 def build_runtime(settings: Settings) -> DockerRuntime:
     return DockerRuntime(instance=settings.instance, publish_ip=settings.publish_ip,
                          docker_host=settings.docker_host, disk=settings.server_disk,
-                         deployment=settings.deployment_id)
+                         deployment=settings.deployment_id, heavy_calls=settings.engine_calls,
+                         sockets=settings.launch_concurrency)
 
 
 def build_builder(settings: Settings) -> DockerBuilder:

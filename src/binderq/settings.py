@@ -119,6 +119,12 @@ class Settings:
     # being polled (GET /api/servers/{id}) before it is dropped, and how many may wait.
     queue_poll_timeout: float = 60.0
     max_queued: int = 100
+    # A launch worker's threads: launches (and stops, probes, upkeep) it runs at once. A
+    # launch mostly waits on the engine and the notebook, so threads, not processes.
+    launch_concurrency: int = 32
+    # Servers a launch worker makes or removes at once on its engine (networks, containers,
+    # starts; docker_engine.EngineGate); 0: no bound. The readiness probes are not counted.
+    engine_calls: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -160,6 +166,10 @@ class Settings:
             raise SettingsError("BINDERQ_QUEUE_POLL_TIMEOUT must be above 0")
         if self.max_queued < 0:
             raise SettingsError("BINDERQ_MAX_QUEUED must be 0 (no queue) or more")
+        if self.launch_concurrency < 1:
+            raise SettingsError("BINDERQ_LAUNCH_CONCURRENCY must be at least 1")
+        if self.engine_calls < 0:
+            raise SettingsError("BINDERQ_ENGINE_CALLS must be 0 (no bound) or more")
         if self.server_uid < 1:
             raise SettingsError("BINDERQ_SERVER_UID must be above 0: containers never run as root")
         if self.publish_ip in ("0.0.0.0", "::"):

@@ -45,14 +45,21 @@ BUILD_WORKER = "worker-build"
 LAUNCH_WORKER_PREFIX = "worker-launch-"
 
 
+# A launch waits on the engine and the notebook nearly all its time: a thread each, as many
+# as BINDERQ_LAUNCH_CONCURRENCY (the app's worker_concurrency). Celery enforces no time
+# limits in a thread pool; every step of a launch has its own deadline (docs/operations.md).
+# Builds keep a process (--concurrency 1): their soft time limit ends a build `failed`.
+LAUNCH_POOL = ("--pool", "threads")
+
+
 def worker_processes(settings: Settings) -> dict[str, tuple[str, ...]]:
     """The workers, as `binderq up` runs them: one launch worker per Docker host (its
     queue, and maintenance; BINDERQ_WORKER_HOST tells it which engine is its own, as
     worker_hosts says), and one build worker (tests/unit/test_procfile.py: the Procfile
     agrees for the default host)."""
     workers = {f"{LAUNCH_WORKER_PREFIX}{host.name}": (
-        "-Q", f"{host.queue},{MAINTENANCE}", "--concurrency", "4", "-n",
-        f"launch-{host.name}@%h") for host in settings.hosts}
+        "-Q", f"{host.queue},{MAINTENANCE}", *LAUNCH_POOL, "-n", f"launch-{host.name}@%h")
+        for host in settings.hosts}
     workers[BUILD_WORKER] = ("-Q", BUILDS, "--concurrency", "1", "-n", "build@%h")
     return workers
 

@@ -34,6 +34,8 @@ from binderq.cli import WSGI_APP, gunicorn_command
 from binderq.domain.models import ServerStatus
 from binderq.processes import free_port, start_proxy, start_redis, stop_process, wait_until
 from binderq.settings import Settings
+from binderq.stack import LAUNCH_POOL
+from binderq.tasks import LAUNCHES
 
 pytestmark = pytest.mark.integration
 
@@ -169,11 +171,12 @@ def launch_worker(settings, logs_dir):
 
 @contextlib.contextmanager
 def celery_worker(settings: Settings, queues: str, log_path: Path, *, name: str,
-                  concurrency: int = 4) -> Iterator[subprocess.Popen]:
-    """A real Celery worker on queues, answering pings; stopped on exit."""
+                  concurrency: int | None = None) -> Iterator[subprocess.Popen]:
+    """A real Celery worker on queues, answering pings; stopped on exit. A launch worker
+    (a host's queue) runs as `binderq up` runs it: threads, as many as the settings say."""
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "binderq.workers.main", "worker",
-         "-Q", queues, "--concurrency", str(concurrency), "--loglevel", "INFO",
+         "-Q", queues, *worker_pool(queues, concurrency), "--loglevel", "INFO",
          "--hostname", name, "--without-mingle", "--without-gossip"],
         env=settings_env(settings), stdout=open(log_path, "ab"),  # noqa: SIM115
         stderr=subprocess.STDOUT, start_new_session=True,
@@ -194,6 +197,14 @@ def celery_worker(settings: Settings, queues: str, log_path: Path, *, name: str,
         yield process
     finally:
         stop_process(process, timeout=20)
+
+
+def worker_pool(queues: str, concurrency: int | None) -> list[str]:
+    """The pool options of a worker on queues (stack.worker_processes' for a launch worker)."""
+    given = ["--concurrency", str(concurrency)] if concurrency else []
+    if queues.startswith(f"{LAUNCHES}."):
+        return [*LAUNCH_POOL, *given]
+    return given or ["--concurrency", "1"]
 
 
 def remove_built_images(runtime: DockerRuntime, instance: str) -> None:

@@ -23,6 +23,7 @@ from tests.integration.conftest import (
     pinned,
     settings_env,
     wait_for,
+    worker_pool,
 )
 
 
@@ -36,7 +37,8 @@ def blind_settings(settings):
 def blind_worker(blind_settings, logs_dir):
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "binderq.workers.main", "worker",
-         "-Q", "launches.local", "--concurrency", "1", "--without-mingle", "--without-gossip",
+         "-Q", "launches.local", *worker_pool("launches.local", 1), "--without-mingle",
+         "--without-gossip",
          "--hostname", "blind@%h"],
         env=settings_env(blind_settings), stdout=open(logs_dir / "blind.log", "ab"),  # noqa: SIM115
         stderr=subprocess.STDOUT, start_new_session=True)

@@ -25,6 +25,7 @@ from tests.integration.conftest import (
     SMALL,
     stage_in_app,
     wait_for,
+    worker_pool,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _worker(settings, log):
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "binderq.workers.main", "worker", "-Q",
-         "launches.local,maintenance", "--concurrency", "4", "--without-mingle", "--without-gossip",
+         "launches.local,maintenance", *worker_pool("launches.local", None),
+         "--without-mingle", "--without-gossip",
          "-n", f"restart-{settings.instance}@%h"],
         env=settings.to_env(), stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
         start_new_session=True)

@@ -27,7 +27,7 @@ def client(monkeypatch) -> MagicMock:
     client = MagicMock()
     client.api.containers.return_value = []
     client.api.networks.return_value = []
-    monkeypatch.setattr(docker_engine, "connect", lambda host, timeout: client)
+    monkeypatch.setattr(docker_engine, "connect", lambda host, timeout, **_: client)
     return client
 
 

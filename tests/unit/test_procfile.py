@@ -34,8 +34,8 @@ def celery_invocation(args: list[str]) -> tuple[str, str, list[str]]:
     return args[start + 1], args[start + 2], args[start + 3:]
 
 
-def option(args: list[str] | tuple[str, ...], name: str) -> str:
-    return args[list(args).index(name) + 1]
+def option(args: list[str] | tuple[str, ...], name: str) -> str | None:
+    return args[list(args).index(name) + 1] if name in args else None
 
 
 def module_path(module: str) -> Path:
@@ -62,7 +62,7 @@ def test_the_procfile_and_binderq_up_run_the_same_workers_on_the_same_queues():
                if "celery" in args and celery_invocation(args)[1] == "worker"}
     assert set(workers) == set(cli.WORKER_PROCESSES)
     for name, options in cli.WORKER_PROCESSES.items():
-        for flag in ("-Q", "--concurrency", "-n"):
+        for flag in ("-Q", "--pool", "--concurrency", "-n"):
             assert option(workers[name], flag) == option(options, flag), (name, flag)
         args = procfile()[name]
         given = [arg for arg in args[:args.index("celery")] if arg.startswith("BINDERQ_")]

@@ -35,6 +35,8 @@ def test_unset_variables_keep_the_documented_defaults():
     ({"BINDERQ_LAUNCH_AUTH": "maybe"}, "BINDERQ_LAUNCH_AUTH"),
     ({"BINDERQ_PUBLISH_IP": "0.0.0.0"}, "BINDERQ_PUBLISH_IP"),
     ({"BINDERQ_MAX_SERVERS": "0"}, "BINDERQ_MAX_SERVERS"),
+    ({"BINDERQ_LAUNCH_CONCURRENCY": "0"}, "BINDERQ_LAUNCH_CONCURRENCY"),
+    ({"BINDERQ_ENGINE_CALLS": "-1"}, "BINDERQ_ENGINE_CALLS"),
 ])
 def test_bad_settings_are_refused_naming_the_variable(environ, word):
     with pytest.raises(SettingsError, match=word):

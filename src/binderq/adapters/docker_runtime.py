@@ -85,12 +85,14 @@ class DockerRuntime:
 
     def __init__(self, *, instance: str, publish_ip: str = "127.0.0.1",
                  docker_host: str = "", timeout: float = 30.0, disk: str = "",
-                 deployment: str = "") -> None:
+                 deployment: str = "", heavy_calls: int = 0, sockets: int = 0) -> None:
         self.instance = instance
         self.deployment = deployment  # domain/spec.deployment_id of the deployment it serves
         self.publish_ip = publish_ip
         self.disk_limit = DiskLimit(disk)  # the writable layer's size, where the engine can
-        self._engine = EngineConnection(docker_host=docker_host, timeout=timeout)
+        # heavy_calls: servers made or removed at once on this engine (docker_engine.EngineGate)
+        self._engine = EngineConnection(docker_host=docker_host, timeout=timeout,
+                                        heavy_calls=heavy_calls, sockets=sockets)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -123,11 +125,12 @@ class DockerRuntime:
 
         Idempotent: a retried launch finds the network and containers it made before.
         """
-        network = self._ensure_network(spec.network, spec.notebook.labels)
-        for container_spec in spec.containers:
-            container = self._find_or_create(container_spec, network.name)
-            if container.status != "running":
-                container.start()
+        with self._engine.heavy():
+            network = self._ensure_network(spec.network, spec.notebook.labels)
+            for container_spec in spec.containers:
+                container = self._find_or_create(container_spec, network.name)
+                if container.status != "running":
+                    container.start()
 
     @engine_errors_as(_launch_refused)
     def published_address(self, container_name: str, port: int) -> tuple[str, int]:
@@ -170,7 +173,8 @@ class DockerRuntime:
     @engine_errors_as(engine_trouble)
     def remove_server(self, server_id: str) -> None:
         """Remove every container and the network of a server; gone already is fine."""
-        self._remove_labelled(self._server_label(server_id))
+        with self._engine.heavy():
+            self._remove_labelled(self._server_label(server_id))
 
     @engine_errors_as(engine_trouble)
     def server_containers(self) -> list[ContainerState]:

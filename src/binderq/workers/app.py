@@ -97,6 +97,9 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # The launch workers' threads (their command line says --pool threads); the build
+        # worker's command line sets its own --concurrency 1.
+        worker_concurrency=settings.launch_concurrency,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 from binderq.adapters.chp_proxy import ChpProxy
@@ -30,10 +31,18 @@ class WorkerContext:
         return wait_until_ready
 
 
-@functools.cache
+_made = threading.Lock()
+
+
 def worker_context() -> WorkerContext:
-    """Built lazily inside the worker process (after fork), from the Settings its Celery
-    app was made from."""
+    """Built once, lazily, inside the worker process (after fork, where there is one), from
+    the Settings its Celery app was made from; a launch worker's threads share it."""
+    with _made:
+        return _worker_context()
+
+
+@functools.cache
+def _worker_context() -> WorkerContext:
     from celery import current_app
 
     # Its own host's engine (BINDERQ_WORKER_HOST; else the first host's: builds run there).
