@@ -4,13 +4,14 @@ a probe ends in time with a status or None."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
-
-import requests
-import urllib3.exceptions
+from urllib.parse import urlsplit
 
 from binderq.domain.models import parse_time
 
@@ -26,22 +27,43 @@ def notebook_status(base: str, token: str, timeout: float = 2.0) -> dict[str, An
     cut off, within READ_GAP after the deadline) and STATUS_MAX_BYTES."""
     deadline = time.monotonic() + timeout
     try:
-        with requests.get(f"{base}api/status", stream=True,
-                          timeout=(timeout, min(READ_GAP, timeout)),
-                          headers={"Authorization": f"token {token}"}) as response:
-            if response.status_code != 200:
+        with answer_to_get(base, "api/status", token, timeout) as response:
+            if response.status != 200:
                 return None
             body = _read_by(response, deadline)
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
-        return None  # reading the raw body raises urllib3's errors, not requests'
+    except (OSError, http.client.HTTPException):
+        return None
     return _json_object(body) if body is not None else None
 
 
-def _read_by(response: requests.Response, deadline: float) -> bytes | None:
+@contextlib.contextmanager
+def answer_to_get(base: str, path: str, token: str,
+                  timeout: float) -> Iterator[http.client.HTTPResponse]:
+    """GET {base}{path} with the server's token; its answer, unread (redirects not followed).
+
+    The standard library's client, not requests: a launch probes twenty times a second
+    until its server answers, and thirty launches at once spent most of their worker's CPU
+    in requests' per-call work (a session, the environment's proxies, ~/.netrc). Nor may a
+    proxy named in the environment stand between binderq and a published port. Connecting
+    and each read wait at most READ_GAP (or timeout, if shorter)."""
+    address = urlsplit(base)
+    connection_class = (http.client.HTTPSConnection if address.scheme == "https"
+                        else http.client.HTTPConnection)
+    connection = connection_class(address.hostname, address.port,
+                                  timeout=min(READ_GAP, timeout))
+    try:
+        connection.request("GET", f"{address.path or '/'}{path}",
+                           headers={"Authorization": f"token {token}"})
+        yield connection.getresponse()
+    finally:
+        connection.close()
+
+
+def _read_by(response: http.client.HTTPResponse, deadline: float) -> bytes | None:
     """The whole body if it arrives by deadline and within STATUS_MAX_BYTES, else None."""
     body = b""
     while time.monotonic() < deadline:
-        chunk = response.raw.read1(STATUS_MAX_BYTES, decode_content=True)
+        chunk = response.read1(STATUS_MAX_BYTES)
         if not chunk:
             return body
         body += chunk

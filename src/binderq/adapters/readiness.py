@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
-from binderq.adapters.notebook_probe import notebook_status
+from binderq.adapters.notebook_probe import answer_to_get, notebook_status
 from binderq.domain.applications import JUPYTER_STATUS, Probe
 from binderq.domain.errors import LaunchFailed
 
@@ -26,11 +25,10 @@ def http_answers(base: str, path: str, token: str, timeout: float = 2.0) -> bool
     """Whether GET {base}{path} answers 2xx or 3xx (redirects not followed). The server's
     token goes along, for apps that check it on every path."""
     try:
-        response = requests.get(f"{base}{path}", timeout=timeout, allow_redirects=False,
-                                headers={"Authorization": f"token {token}"})
-    except requests.RequestException:
+        with answer_to_get(base, path, token, timeout) as response:
+            return 200 <= response.status < 400
+    except (OSError, http.client.HTTPException):
         return False
-    return 200 <= response.status_code < 400
 
 
 def tcp_answers(base: str, timeout: float = 2.0) -> bool:
