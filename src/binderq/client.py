@@ -96,8 +96,10 @@ class BinderqClient:
     def launch(self, staging: str) -> dict:
         return self._call("POST", f"/api/stagings/{_segment(staging)}/servers")
 
-    def server(self, server_id: str) -> dict:
-        return self._call("GET", f"/api/servers/{_segment(server_id)}")
+    def server(self, server_id: str, wait: float = 0) -> dict:
+        """A server; with wait, answered when its status changes (or wait seconds pass)."""
+        params = {"wait": wait} if wait else None
+        return self._call("GET", f"/api/servers/{_segment(server_id)}", params=params)
 
     def servers(self, staging: str | None = None, status: str | None = None) -> list[dict]:
         params = {key: value for key, value in (("staging", staging), ("status", status))

@@ -27,6 +27,8 @@ from binderq.client import (
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+# Seconds each GET of a server waits for its next status (?wait=), instead of polling.
+SERVER_WAIT = 20
 out = Console(highlight=False, soft_wrap=True)
 progress = Console(stderr=True, highlight=False)
 
@@ -202,8 +204,8 @@ def launch(ctx: Context, staging: str, no_wait: bool) -> None:
     if not no_wait and launched["status"] not in FINAL_SERVER_STATUSES:
         ctx.status(f"server {launched['id']}: {launched['status']}")
         launched = ctx.client.wait_for(
-            lambda: ctx.client.server(launched["id"]), FINAL_SERVER_STATUSES,
-            timeout=ctx.timeout,
+            lambda: ctx.client.server(launched["id"], wait=SERVER_WAIT), FINAL_SERVER_STATUSES,
+            timeout=ctx.timeout, interval=0.05,
             on_change=lambda now: ctx.status(f"server {now['id']}: {now['status']}"))
     launched.setdefault("token", token)
     ctx.result(launched, _print_launch)
@@ -244,8 +246,8 @@ def _servers_table(rows: list[dict]) -> None:
 def stop(ctx: Context, server_id: str) -> None:
     """Stop a server; wait until it has stopped."""
     ctx.client.stop(server_id)
-    stopped = ctx.client.wait_for(lambda: ctx.client.server(server_id), ("stopped",),
-                                  timeout=ctx.timeout)
+    stopped = ctx.client.wait_for(lambda: ctx.client.server(server_id, wait=SERVER_WAIT),
+                                  ("stopped",), timeout=ctx.timeout, interval=0.05)
     ctx.result(stopped, lambda s: out.print(f"server {s['id']} {s['status']}"))
 
 

@@ -16,6 +16,13 @@ from binderq.domain.applications import KINDS
 from binderq.domain.launch_queue import QueuePlace
 from binderq.domain.models import Server, ServerStatus, jsonable
 from binderq.services import launch_queue, servers
+from binderq.services.server_wait import (
+    MAX_WAIT,
+    ON_ITS_WAY,
+    Waiters,
+    longest_wait,
+    wait_for_next_status,
+)
 
 blp = Blueprint("servers", __name__, url_prefix="/api",
                 description="Deploy: servers started from stagings, behind the proxy.")
@@ -57,6 +64,15 @@ class LaunchArgs(StrictSchema):
                        "the launch queue (202, `queued`, with `position` and `eta`) instead "
                        "of a 429. Poll the server (GET) at least every "
                        "BINDERQ_QUEUE_POLL_TIMEOUT seconds (60), or it leaves the queue."})
+
+
+class ServerWaitArgs(StrictSchema):
+    wait = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=MAX_WAIT),
+                        metadata={"description": (
+                            "Seconds to wait for a queued, pending, starting or stopping "
+                            "server's status to change before answering (at most 30, and at "
+                            "most half of BINDERQ_QUEUE_POLL_TIMEOUT). Answered at once, with "
+                            "`Retry-After: 1`, when too many requests wait already.")})
 
 
 class ServerListArgs(StrictSchema):
@@ -118,18 +134,35 @@ class Servers(MethodView):
         return [server_body(server) for server in found]
 
 
+# Requests of one API process that may wait (?wait=) at once: each holds one of the 32
+# threads gunicorn_conf gives a process, and 8 stay for everything else.
+WAITERS = Waiters(24)
+
+
 @blp.route("/servers/<server_id:server_id>")
 class ServerById(MethodView):
+    @blp.arguments(ServerWaitArgs, location="query")
     @blp.response(200, ServerSchema)
-    @blp.errors(401, 404, 503)
-    def get(self, server_id: str):
-        """One server (operator, or the holder of its token). Polling a queued one keeps
-        its place: one not polled for BINDERQ_QUEUE_POLL_TIMEOUT leaves the queue."""
+    @blp.errors(401, 404, 422, 503)
+    def get(self, args: dict[str, Any], server_id: str):
+        """One server (operator, or the holder of its token). With `?wait=N`, answered when
+        its status changes, instead of polling. Polling a queued one keeps its place: one
+        not polled for BINDERQ_QUEUE_POLL_TIMEOUT leaves the queue."""
         ctx = context()
         require_operator_or_server_token(ctx.caller(), ctx.settings.secret_key, server_id)
         server = servers.get_server(server_id, store=ctx.store)
         place = launch_queue.place_in_queue(server, store=ctx.store, polled=True)
-        return server_body(server, place=place)
+        seconds = longest_wait(args["wait"], queue_poll_timeout=ctx.settings.queue_poll_timeout)
+        if not seconds or server.status not in ON_ITS_WAY:
+            return server_body(server, place=place)
+        if not WAITERS.try_enter():
+            return server_body(server, place=place), 200, {"Retry-After": "1"}
+        try:
+            server = wait_for_next_status(server, store=ctx.store, seconds=seconds)
+        finally:
+            WAITERS.leave()
+        return server_body(server, place=launch_queue.place_in_queue(server, store=ctx.store,
+                                                                     polled=True))
 
     @blp.response(202, ServerSchema)
     @blp.errors(401, 404, 503)

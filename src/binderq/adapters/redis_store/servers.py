@@ -170,6 +170,11 @@ class ServerStore:
             return "" if self.redis.exists(Keys.SERVER.format(id=server_id)) else None
         return json.loads(raw)
 
+    def status_of(self, server_id: str) -> str | None:
+        """A server's status alone (one HGET: a waiting request asks often), or None."""
+        raw = self.redis.hget(Keys.SERVER.format(id=server_id), "status")
+        return None if raw is None else json.loads(raw)
+
     def adopt(self, server: Server) -> None:
         """Write a server rebuilt from its container; capacity does not apply: it runs."""
         with self.redis.pipeline() as pipe:

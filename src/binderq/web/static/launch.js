@@ -154,21 +154,26 @@
     return "Waiting for room: number " + server.position + " in line" + eta + "…";
   }
 
-  // Polling also keeps a queued launch in line: one nobody polls leaves the queue. The
-  // 5 minutes to get ready start once it leaves the queue; the queue itself may take 30.
+  // Each ask waits (?wait=) until the server's status changes, so the page hears of ready
+  // at once without polling; a busy API answers at once with Retry-After, and the page
+  // pauses. Asking also keeps a queued launch in line: one nobody asks for leaves the
+  // queue. The 5 minutes to get ready start once it leaves the queue; the queue may take 30.
   async function pollServer(id, token, server) {
     const started = Date.now();
     let deadline = started + 5 * 60 * 1000;
-    if (server && server.status === "queued") status(queued(server));
+    let waitSeconds = 20;
+    if (server && server.status === "queued") { status(queued(server)); waitSeconds = 5; }
     while (Date.now() < deadline) {
-      await sleep(500);
       let server;
       try {
-        const response = await fetch("/api/servers/" + encodeURIComponent(id),
+        const response = await fetch("/api/servers/" + encodeURIComponent(id)
+                                     + "?wait=" + waitSeconds,
                                      { headers: { Authorization: "token " + token } });
-        if (!response.ok) continue;
+        if (!response.ok) { await sleep(500); continue; }
+        if (response.headers.get("Retry-After")) await sleep(1000);
         server = await response.json();
-      } catch (error) { continue; }
+      } catch (error) { await sleep(500); continue; }
+      waitSeconds = server.status === "queued" ? 5 : 20;  // a queued one's place, updated
       if (server.status === "ready") return openServer(server.url, token, id);
       if (["failed", "stopping", "stopped"].includes(server.status)) {
         return fail(server.error || "Your server is " + server.status + ".");
