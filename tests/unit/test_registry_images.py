@@ -115,3 +115,20 @@ def test_a_second_host_runs_the_staged_ids_whatever_the_tags_name_on_either_host
     assert spec.notebook.image == "sha"
     assert [service.image for service in spec.services] == ["sha256:pg15"]
     assert store.stagings.get("demo").image_id == "sha"  # the same id names it on every host
+
+
+def test_many_hosts_without_a_registry_fail_a_launch_saying_so_not_that_the_image_vanished(
+        store, queue, runtime, proxy, two_hosts):
+    _staged(store, queue, runtime, registry="")
+    engine_b = FakeRuntime(images={IMAGE: "sha256:b-local"})  # the tag, other bytes
+    store.hosts.beat("b", [], at=utcnow(), ttl=15)
+    no_registry = two_hosts.with_changes(registry="")
+    launch = deploy.request_launch("demo", store=store, queue=queue,
+                                   settings=no_registry.with_changes(docker_hosts="b=unix:///b"))
+    failed = servers.launch_server(launch.server.id, store=store, runtime=engine_b,
+                                   proxy=proxy, probe=answering_probe,
+                                   settings=no_registry.with_changes(worker_host="b"))
+    assert failed.status == ServerStatus.FAILED and engine_b.started == []
+    assert "runs image sha (staged from binderq/notebook:bookworm), which host b does not " \
+           "have" in failed.error
+    assert "set BINDERQ_REGISTRY" in failed.error and "PUT the staging" not in failed.error
