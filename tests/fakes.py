@@ -137,11 +137,13 @@ class FakeRuntime:
         self.images[reference] = image_id
         self.pulled.append(reference)
 
-    def adoption_facts(self, server_id: str) -> tuple[dict[str, str], str]:
+    def adoption_facts(self, server_id: str) -> tuple[dict[str, str], str, str]:
         self._check()
         (container,) = [c for c in self.containers.values()
                         if c.server_id == server_id and c.role == "notebook"]
-        return container.labels, "http://127.0.0.1:45678"
+        image_id = next((spec.notebook.image for spec in self.started
+                         if spec.server_id == server_id), "")
+        return container.labels, "http://127.0.0.1:45678", image_id
 
 
 @dataclass

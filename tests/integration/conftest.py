@@ -378,11 +378,14 @@ def make_repo(root: Path, name: str, files: dict[str, str | bytes]) -> str:
     return f"file://{path}"
 
 
-def run_code(url: str, token: str, kernel: str, code: str, timeout: float = 60) -> str:
-    """Run code on a kernel over its channels websocket; what it printed."""
+def run_code(url: str, token: str, kernel: str, code: str, timeout: float = 60,
+             origin: str | None = None) -> str:
+    """Run code on a kernel over its channels websocket (as a page of origin would, when
+    given); what it printed."""
     channels = url.replace("http://", "ws://", 1) + f"api/kernels/{kernel}/channels"
-    connection = websocket.create_connection(channels, timeout=timeout,
-                                             header=[f"Authorization: token {token}"])
+    connection = websocket.create_connection(
+        channels, timeout=timeout, header=[f"Authorization: token {token}"],
+        **({"origin": origin} if origin else {}))
     msg_id = uuid.uuid4().hex
     connection.send(json.dumps({
         "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,

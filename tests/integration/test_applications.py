@@ -13,10 +13,16 @@ import time
 import docker.errors
 import pytest
 import requests
+import websocket
 
+from binderq.adapters.readiness import wait_until_ready
 from binderq.adapters.task_queue import CeleryTaskQueue
 from binderq.bootstrap import build_celery
+from binderq.domain.models import ServerStatus
+from binderq.domain.tokens import server_token
+from binderq.services import deploy, servers
 from binderq.services.lifecycle import cull_idle_servers
+from tests.fakes import FakeQueue
 from tests.integration.conftest import (
     NOTEBOOK_IMAGE,
     ROOT,
@@ -146,6 +152,53 @@ def test_a_kernel_gateway_runs_code_through_the_proxy_for_the_holder_of_its_toke
     started = requests.post(kernels, timeout=60, headers={"Authorization": f"token {token}"})
     assert started.status_code == 201, started.text
     assert run_code(url, token, started.json()["id"], "print(6 * 7)") == "42\n"
+
+
+THEBE_SITE = "https://thebe.example.org"
+
+
+def test_a_thebe_page_on_the_allowed_site_may_use_the_kernel_gateway_and_others_may_not(
+        http, settings, store, clean_runtime, proxy, kernel_gateway_image):
+    """BINDERQ_CORS_ALLOW_ORIGIN reaches the Kernel Gateway's default command: a page of that
+    site may start a kernel (CORS) and open its channels (the websocket's Origin check)."""
+    base, session = http
+    stage(base, session, "thebe-site", image=kernel_gateway_image, kind="kernel-gateway",
+          resources=ROOMY)
+    allowing = settings.with_changes(cors_allow_origin=THEBE_SITE)
+    # Launched here, not by the session's worker, whose settings allow no origin.
+    launch = deploy.request_launch("thebe-site", store=store, queue=FakeQueue(),
+                                   settings=allowing)
+    server = servers.launch_server(launch.server.id, store=store, runtime=clean_runtime,
+                                   proxy=proxy, probe=wait_until_ready, settings=allowing)
+    assert server.status == ServerStatus.READY, server.error
+    token, kernels = server_token(settings.secret_key, server.id), f"{server.url}api/kernels"
+
+    # A page's JSON POST is preflighted, without its Authorization header: Kernel Gateway 3
+    # (on jupyter_server 2) refuses a preflight that carries no token, so the page sends it
+    # in the query too (docs/applications.md).
+    preflight = {"Origin": THEBE_SITE, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}
+    allowed = requests.options(f"{kernels}?token={token}", timeout=10, headers=preflight)
+    assert allowed.status_code in (200, 204), allowed.text
+    assert allowed.headers.get("Access-Control-Allow-Origin") == THEBE_SITE
+    assert {"authorization", "content-type"} <= set(
+        allowed.headers.get("Access-Control-Allow-Headers", "").lower().split(","))
+    assert requests.options(kernels, timeout=10, headers=preflight).status_code == 403
+
+    started = requests.post(f"{kernels}?token={token}", json={}, timeout=60, headers={
+        "Origin": THEBE_SITE, "Authorization": f"token {token}"})
+    assert started.status_code == 201, started.text
+    assert started.headers.get("Access-Control-Allow-Origin") == THEBE_SITE
+    kernel = started.json()["id"]
+    assert run_code(server.url, token, kernel, "print(6 * 7)", origin=THEBE_SITE) == "42\n"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        run_code(server.url, token, kernel, "print(1)", origin="https://elsewhere.example")
+    assert refused.value.status_code == 403
+    elsewhere = requests.post(kernels, json={}, timeout=10, headers={
+        "Origin": "https://elsewhere.example", "Authorization": f"token {token}"})
+    assert elsewhere.status_code in (403, 404)  # jupyter_server's origin check
+    assert "Access-Control-Allow-Origin" not in elsewhere.headers or \
+        elsewhere.headers["Access-Control-Allow-Origin"] != "https://elsewhere.example"
 
 
 def test_a_probe_that_never_answers_fails_the_launch_clearly_and_leaves_nothing(

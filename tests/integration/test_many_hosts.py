@@ -23,6 +23,7 @@ from binderq.cli import settings_for_up
 from binderq.domain.errors import CapacityExceeded
 from binderq.domain.hosts import Host
 from binderq.domain.models import Server, utcnow
+from binderq.domain.spec import container_name
 from binderq.processes import free_port, stop_process, wait_until
 from binderq.settings import Settings
 from binderq.stack import Stack
@@ -143,11 +144,16 @@ def test_servers_spread_over_two_engines_and_a_lost_engine_loses_only_its_own(
 
     # Cold launches land on both; b pulls before its first server, and the staging says so.
     cold = [_launch(url, session) for _ in range(2)]
-    placed = {_ready(url, session, server_id)["host"] for server_id in cold}
-    assert placed == {"a", "b"}
+    placed = {server_id: _ready(url, session, server_id) for server_id in cold}
+    assert {server["host"] for server in placed.values()} == {"a", "b"}
     pull = session.get(f"{url}/api/stagings/spread").json()["pulls"]["b"]
     assert pull["status"] == "pulled" and pull["images"] == [staging["image_id"]]
     assert engine_b.client().images.get(staging["image_id"]).id == staging["image_id"]
+    # Each host runs the staged id, and the server says so (the id is the same on both).
+    for server_id, server in placed.items():
+        engine = engine_b.client() if server["host"] == "b" else runtime.client
+        container = engine.containers.get(container_name(hosts_settings.instance, server_id))
+        assert container.attrs["Image"] == server["image_id"] == staging["image_id"]
 
     # A pool spans both hosts.
     assert session.put(f"{url}/api/pools/spread", json={"size": 2}).status_code == 200

@@ -1,6 +1,7 @@
 """A staging launches the bytes it was staged with: on the real engine, a tag moved after
 staging changes neither cold nor pooled launches, and an image id that vanished fails the
-launch with a reason, never falling back to the tag."""
+launch with a reason, never falling back to the tag. Through a real registry (many hosts),
+a pull keeps the pin: it must bring the staged id, or it fails."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import secrets
 import docker.errors
 import pytest
 
+from binderq.domain.errors import ImageTransferFailed
+from binderq.domain.hosts import registry_reference
 from tests.integration.conftest import NOTEBOOK_IMAGE, fill_pool, launch_settled, stage, wait_for
+from tests.integration.engines import registry
 
 
 @pytest.fixture
@@ -97,3 +101,24 @@ def test_a_vanished_image_id_fails_launches_and_says_so(images, http, clean_runt
     assert "no longer on the Docker engine" in server["error"]
     assert "PUT the staging again" in server["error"]
     assert clean_runtime.server_containers() == []
+
+
+def test_a_pull_from_the_registry_brings_the_staged_id_or_fails(images, runtime, instance,
+                                                                 logs_dir):
+    """What a second host does before its first server: pull REGISTRY/binderq/images:<id>.
+    Whoever pushes other bytes under that name later cannot change what a host runs."""
+    build, _ = images
+    staged_id = build(f"{instance}-registry:staged")
+    other_id = build(f"{instance}-registry:other")
+    with registry(logs_dir) as address:
+        reference = registry_reference(address, staged_id)
+        runtime.push_image(staged_id, reference, host="a")
+        runtime.pull_image(reference, staged_id, host="b")
+        assert runtime.client.images.get(reference).id == staged_id
+
+        runtime.push_image(other_id, reference, host="a")  # the name now holds other bytes
+        with pytest.raises(ImageTransferFailed) as refused:
+            runtime.pull_image(reference, staged_id, host="b")
+    assert str(refused.value) == (f"host b pulled {reference}, but it is image {other_id}, "
+                                  f"not {staged_id}")
+    assert (refused.value.host, refused.value.image) == ("b", staged_id)

@@ -72,6 +72,7 @@ def test_redis_flushed_under_a_running_server_loses_it_never(http, store, proxy,
             record = store.servers.get(server["id"])
             assert record.status == ServerStatus.READY and record.url == server["url"]
             assert record.target == target
+            assert record.image_id == server["image_id"]  # what its container runs
     finally:
         answers = reader.stop()
     assert answers and set(answers) == {200}, answers

@@ -79,7 +79,8 @@ def test_a_kernel_gateway_runs_with_its_token_base_url_and_origin():
     spec = _spec(kind="kernel-gateway").notebook
     assert spec.command[:2] == ["jupyter", "kernelgateway"]
     for option in ("--KernelGatewayApp.auth_token=tok", "--KernelGatewayApp.base_url=/user/s1/",
-                   "--KernelGatewayApp.port=8888", "--KernelGatewayApp.allow_origin=https://a.org"):
+                   "--KernelGatewayApp.port=8888", "--KernelGatewayApp.allow_origin=https://a.org",
+                   "--KernelGatewayApp.allow_headers=Authorization,Content-Type"):
         assert option in spec.command
     assert spec.env["KG_AUTH_TOKEN"] == "tok"  # its own command too is held to the token
     assert spec.labels[LABEL_KIND] == "kernel-gateway"

@@ -109,6 +109,7 @@ def test_after_redis_is_wiped_adopt_rebuilds_the_servers_from_labels(
     adopted = store.servers.get(running.id)
     assert adopted.status == ServerStatus.READY and adopted.staging == "demo"
     assert adopted.url == running.url
+    assert adopted.image_id == running.image_id == "sha"  # what its container runs
     assert f"/user/{running.id}" in proxy.routes_
     assert store.servers.active_count() == 1
 

@@ -89,3 +89,46 @@ def test_one_host_never_touches_a_registry(store, queue, runtime, proxy, setting
                               registry=REGISTRY))
     assert runtime.registry == {} and runtime.pulled == []
     assert store.stagings.get("demo").pulls == {}
+
+
+def test_a_second_host_runs_the_staged_ids_whatever_the_tags_name_on_either_host(
+        store, queue, runtime, proxy, two_hosts):
+    runtime.images["postgres:15"] = "sha256:pg15"
+    change = stagings.put_staging("demo", {"image": IMAGE, "services": [
+        {"name": "db", "image": "postgres:15"}]}, store=store, queue=queue)
+    stagings.stage("demo", change.staging.version, store=store, runtime=runtime,
+                   registry=REGISTRY, host="a")
+    runtime.images[IMAGE] = "sha256:rebuilt-on-a"  # the tag moved on the staging host
+    # b has the same tags, naming other bytes (its own build, an older pull).
+    engine_b = FakeRuntime(images={IMAGE: "sha256:b-local", "postgres:15": "sha256:pg-b"},
+                           registry=runtime.registry)
+    store.hosts.beat("b", [], at=utcnow(), ttl=15)
+    launch = deploy.request_launch("demo", store=store, queue=queue,
+                                   settings=two_hosts.with_changes(docker_hosts="b=unix:///b"))
+    on_b = servers.launch_server(launch.server.id, store=store, runtime=engine_b, proxy=proxy,
+                                 probe=answering_probe,
+                                 settings=two_hosts.with_changes(worker_host="b"))
+    assert (on_b.status, on_b.image_id) == (ServerStatus.READY, "sha")
+    assert engine_b.pulled == [f"{REGISTRY}/binderq/images:sha",
+                               f"{REGISTRY}/binderq/images:pg15"]
+    (spec,) = engine_b.started
+    assert spec.notebook.image == "sha"
+    assert [service.image for service in spec.services] == ["sha256:pg15"]
+    assert store.stagings.get("demo").image_id == "sha"  # the same id names it on every host
+
+
+def test_many_hosts_without_a_registry_fail_a_launch_saying_so_not_that_the_image_vanished(
+        store, queue, runtime, proxy, two_hosts):
+    _staged(store, queue, runtime, registry="")
+    engine_b = FakeRuntime(images={IMAGE: "sha256:b-local"})  # the tag, other bytes
+    store.hosts.beat("b", [], at=utcnow(), ttl=15)
+    no_registry = two_hosts.with_changes(registry="")
+    launch = deploy.request_launch("demo", store=store, queue=queue,
+                                   settings=no_registry.with_changes(docker_hosts="b=unix:///b"))
+    failed = servers.launch_server(launch.server.id, store=store, runtime=engine_b,
+                                   proxy=proxy, probe=answering_probe,
+                                   settings=no_registry.with_changes(worker_host="b"))
+    assert failed.status == ServerStatus.FAILED and engine_b.started == []
+    assert "runs image sha (staged from binderq/notebook:bookworm), which host b does not " \
+           "have" in failed.error
+    assert "set BINDERQ_REGISTRY" in failed.error and "PUT the staging" not in failed.error

@@ -39,6 +39,8 @@ HOSTILE = {
     "service path image": {"services": [ExtraService("db", "/var/run/docker.sock")]},
     "service bad name": {"services": [ExtraService("../db", "postgres:16")]},
     "bad env": {"env": {"A=B": "x"}},
+    "web app open to any url holder": {"kind": "web"},
+    "web command without its token": {"kind": "web", "command": ["serve", "--port={port}"]},
 }
 
 
@@ -101,6 +103,7 @@ def test_a_well_formed_staging_still_launches(store, runtime, proxy, settings):
     {"image": IMAGE, "data": [{"volume": "x", "target": "/"}]},
     {"image": IMAGE, "services": [{"name": "../db", "image": "postgres:16"}]},
     {"image": IMAGE, "services": [{"name": "db", "image": "/host"}]},
+    {"image": IMAGE, "kind": "web"},
 ])
 def test_the_api_and_the_worker_refuse_alike(client, body):
     assert client.put("/api/stagings/s", json=body, headers=OPERATOR).status_code == 422

@@ -142,8 +142,8 @@ class DockerRuntime:
         return address
 
     @engine_errors_as(engine_trouble)
-    def adoption_facts(self, server_id: str) -> tuple[dict[str, str], str]:
-        """Labels and proxy target of a server's running notebook container."""
+    def adoption_facts(self, server_id: str) -> tuple[dict[str, str], str, str]:
+        """Labels, proxy target and image id of a server's running notebook container."""
         try:
             container = self.client.containers.get(container_name(self.instance, server_id))
         except docker.errors.NotFound as error:
@@ -152,7 +152,7 @@ class DockerRuntime:
         if address is None:
             raise LaunchFailed(f"container {container.name} publishes no port")
         host, port = address
-        return dict(container.labels), f"http://{host}:{port}"
+        return dict(container.labels), f"http://{host}:{port}", container.attrs.get("Image", "")
 
     @engine_errors_as(engine_trouble)
     def container_state(self, container_name: str) -> ContainerState | None:

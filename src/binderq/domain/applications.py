@@ -32,8 +32,14 @@ KERNEL_GATEWAY_COMMAND = (
     "--KernelGatewayApp.auth_token={token}",
 )
 _DEFAULT_COMMANDS = {KIND_NOTEBOOK: NOTEBOOK_COMMAND, KIND_KERNEL_GATEWAY: KERNEL_GATEWAY_COMMAND}
-_ALLOW_ORIGIN_OPTION = {KIND_NOTEBOOK: "--NotebookApp.allow_origin={origin}",
-                        KIND_KERNEL_GATEWAY: "--KernelGatewayApp.allow_origin={origin}"}
+# A page on the allowed site: the notebook answers its preflights itself; Kernel Gateway
+# names the headers and methods a page may use only when told (its JSON, its token).
+_ALLOW_ORIGIN_OPTIONS = {
+    KIND_NOTEBOOK: ("--NotebookApp.allow_origin={origin}",),
+    KIND_KERNEL_GATEWAY: ("--KernelGatewayApp.allow_origin={origin}",
+                          "--KernelGatewayApp.allow_headers=Authorization,Content-Type",
+                          "--KernelGatewayApp.allow_methods=GET,POST,PATCH,DELETE,OPTIONS"),
+}
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,8 @@ def server_command(kind: str, command: list[str] | None, *,
         return None
     rendered = list(default)
     if allow_origin:
-        rendered.append(_ALLOW_ORIGIN_OPTION[kind].replace("{origin}", allow_origin))
+        rendered += [option.replace("{origin}", allow_origin)
+                     for option in _ALLOW_ORIGIN_OPTIONS[kind]]
     return rendered
 
 

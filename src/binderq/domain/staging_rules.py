@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from binderq.domain.applications import KINDS
+from binderq.domain.applications import KINDS, unchecked_token_problem
 from binderq.domain.errors import FieldError, InvalidInput
 from binderq.domain.models import Staging
 
@@ -118,4 +118,8 @@ def _application_problems(staging: Staging) -> list[FieldError]:
         problems.append(FieldError("probe", "invalid",
                                    'a path under base_url ({"http": "index.html"}) or '
                                    '{"tcp": true}'))
+    unchecked = unchecked_token_problem(staging.kind, staging.command,
+                                        staging.public_url_is_secret)
+    if unchecked:
+        problems.append(FieldError("public_url_is_secret", "invalid", unchecked))
     return problems

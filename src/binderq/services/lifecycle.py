@@ -298,7 +298,7 @@ def _adopt(server_id: str, *, store: RedisStore, runtime: Runtime, proxy: Proxy,
     handed out, and handing it out twice is what must never happen.
     """
     try:
-        labels, target = runtime.adoption_facts(server_id)
+        labels, target, image_id = runtime.adoption_facts(server_id)
     except BinderqError as error:
         log.warning("reconcile: cannot adopt %s: %s", server_id, error)
         return
@@ -310,7 +310,7 @@ def _adopt(server_id: str, *, store: RedisStore, runtime: Runtime, proxy: Proxy,
                     status=ServerStatus.READY, pooled=pooled,
                     claimed_at=now if pooled else None, ready_at=now, last_activity=now,
                     status_changed_at=now, url=server_url(settings, server_id), target=target,
-                    host=settings.host().name)
+                    host=settings.host().name, image_id=image_id or None)
     store.servers.adopt(server)
     proxy.add_route(server_path(server_id), target, server=server_id)
     log.info("reconcile: adopted server %s of staging %s", server_id, server.staging)

@@ -141,6 +141,20 @@ def launch_server(server_id: str, *, store: RedisStore, runtime: Runtime, proxy:
                        proxy=proxy, settings=settings)
 
 
+def _image_missing(staging: Staging, image_id: str, host: str,
+                   settings: Settings) -> LaunchFailed:
+    """Why a server cannot start on its pinned image: gone from the engine, or, with many
+    hosts and no registry, never brought to this host."""
+    staged = f"staging {staging.name!r} runs image {image_id} (staged from " \
+             f"{_staged_from(staging, image_id)})"
+    if settings.many_hosts and not settings.registry:
+        return LaunchFailed(f"{staged}, which host {host or settings.host().name} does not "
+                            "have: with more than one Docker host, set BINDERQ_REGISTRY so "
+                            "that images reach every host (docs/scaling.md)")
+    return LaunchFailed(f"{staged}, which is no longer on the Docker engine; PUT the staging "
+                        "again to stage what its image names now")
+
+
 def _staged_from(staging: Staging, image_id: str) -> str:
     """The tag an image id was staged from: the staging's image, or one service's."""
     for service in staging.services:
@@ -164,10 +178,7 @@ def _start_containers(server: Server, *, store: RedisStore, runtime: Runtime,
         runtime.start_server(spec)
     except ImageMissing as missing:
         # Never the tag instead: it may name other software now.
-        raise LaunchFailed(f"staging {staging.name!r} runs image {missing.image} (staged from "
-                           f"{_staged_from(staging, missing.image)}), which is no longer on "
-                           "the Docker engine; PUT the staging again to stage what its image "
-                           "names now") from missing
+        raise _image_missing(staging, missing.image, server.host, settings) from missing
     host, port = runtime.published_address(spec.notebook.name, staging.port)
     target = f"http://{host}:{port}"
 
