@@ -91,3 +91,13 @@ def test_a_dependency_that_goes_down_shows_at_once_despite_the_cached_canary(
 
 def _down():
     raise DependencyDown("Redis", "connection refused")
+
+
+def test_no_refresh_is_claimed_while_a_report_is_saved(store):
+    # A process that found no report, and claims after another saved one (and gave up its
+    # claim), must take that report instead of sending a second canary.
+    assert store.health.claim_refresh(2.8)
+    store.health.save({"workers": {"ok": True}}, 5.0)
+    assert not store.health.claim_refresh(2.8)
+    store.redis.delete("binderq:health")  # the report expired
+    assert store.health.claim_refresh(2.8)

@@ -292,3 +292,15 @@ def test_binderq_up_trusts_its_own_proxy_unless_told_otherwise(monkeypatch):
     assert settings_for_up(Settings(), "127.0.0.1", 8000).trusted_proxies == 1
     monkeypatch.setenv("BINDERQ_TRUSTED_PROXIES", "2")
     assert settings_for_up(Settings(trusted_proxies=2), "127.0.0.1", 8000).trusted_proxies == 2
+
+
+def test_binderq_up_ships_the_documented_shares_switched_on(monkeypatch):
+    from binderq.cli import settings_for_up
+
+    for name in ("CLIENT_MAX_SERVERS", "CLIENT_LAUNCHES_PER_MINUTE", "CLIENT_MAX_BUILDS",
+                 "CLIENT_BUILDS_PER_HOUR", "TRUSTED_PROXIES"):
+        monkeypatch.delenv(f"BINDERQ_{name}", raising=False)
+    up = settings_for_up(Settings(), "127.0.0.1", 8000)
+    assert (up.client_max_servers, up.client_launches_per_minute, up.client_max_builds,
+            up.client_builds_per_hour, up.trusted_proxies) == (10, 20, 2, 30, 1)
+    assert (up.max_servers, up.max_builds) == (50, 10)

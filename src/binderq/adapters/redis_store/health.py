@@ -10,11 +10,21 @@ import redis
 
 from binderq.adapters.redis_store.common import Keys, speaks_to_redis
 
+# Claim the refresh (KEYS[2], for ARGV[1] ms) only while no report is saved (KEYS[1]): a
+# caller that found none, and claims after another process saved one and gave up its claim,
+# must take that report rather than send a second canary.
+_CLAIM_REFRESH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 1 end
+return 0
+"""
+
 
 @speaks_to_redis
 class HealthStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._claim_refresh = client.register_script(_CLAIM_REFRESH)
 
     def latest(self) -> dict[str, Any] | None:
         """The report saved less than its max age ago, or None."""
@@ -29,6 +39,7 @@ class HealthStore:
             pipe.execute()
 
     def claim_refresh(self, seconds: float) -> bool:
-        """True for the one caller that should refresh the report now."""
-        return bool(self.redis.set(Keys.HEALTH_REFRESH, "1", nx=True,
-                                   px=int(seconds * 1000)))
+        """True for the one caller that should refresh the report now: nobody else is, and
+        no report is saved."""
+        return bool(self._claim_refresh(keys=[Keys.HEALTH, Keys.HEALTH_REFRESH],
+                                        args=[int(seconds * 1000)]))
