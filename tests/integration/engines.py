@@ -109,7 +109,20 @@ def second_engine() -> Iterator[Engine]:
         engine.stop()
         _unmount_under(root)
         subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
+        _delete_pool_bridges()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _delete_pool_bridges() -> None:
+    """Delete the bridges of the server networks the engine made from its address pool: a
+    dockerd that stops leaves them (a host lost with its servers' networks still there)."""
+    pool = ADDRESS_POOL.split(",")[0].removeprefix("base=").split(".")[:2]
+    listing = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True,
+                             text=True, check=True).stdout
+    for line in listing.splitlines():
+        interface, address = line.split()[1], line.split()[3]
+        if address.split(".")[:2] == pool and interface.startswith("br-"):
+            subprocess.run(["ip", "link", "del", interface], check=False, capture_output=True)
 
 
 def _unmount_under(root: Path) -> None:
