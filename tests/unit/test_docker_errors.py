@@ -43,9 +43,9 @@ def test_a_container_that_vanishes_mid_launch_fails_the_launch_saying_so(
     network = MagicMock()
     network.name = f"{settings.instance}-{launch.server.id}"
     client.networks.list.return_value = [network]
-    running = MagicMock(status="running")
-    # Found running, then removed (by hand, or a concurrent stop) before its port is read.
-    client.containers.get.side_effect = [running, _gone(network.name)]
+    # Created and started, then removed (by hand, or a concurrent stop) before its port is
+    # read.
+    client.containers.get.side_effect = [_gone(network.name)]
 
     server = servers.launch_server(launch.server.id, store=store,
                                    runtime=DockerRuntime(instance=settings.instance),

@@ -128,9 +128,7 @@ class DockerRuntime:
         with self._engine.heavy():
             network = self._ensure_network(spec.network, spec.notebook.labels)
             for container_spec in spec.containers:
-                container = self._find_or_create(container_spec, network.name)
-                if container.status != "running":
-                    container.start()
+                self._start_container(container_spec, network.name)
 
     @engine_errors_as(_launch_refused)
     def published_address(self, container_name: str, port: int) -> tuple[str, int]:
@@ -254,22 +252,26 @@ class DockerRuntime:
             raise LaunchFailed(f"Docker could not create network {name}: "
                                f"{short(error)}") from error
 
-    def _find_or_create(self, spec: ContainerSpec, network: str) -> Any:
+    def _start_container(self, spec: ContainerSpec, network: str) -> None:
+        """Create the container and start it; one made by an earlier run of the launch (a
+        409 on its name) is started unless it runs. Create first, rather than look first:
+        in a burst every round trip to the engine waits behind the others'."""
         try:
-            return self.client.containers.get(spec.name)
-        except docker.errors.NotFound:
-            pass
-        try:
-            return self._create(spec, network)
+            created = self._create(spec, network)
         except docker.errors.ImageNotFound as error:
             raise ImageMissing(f"image {spec.image!r} is not on the Docker engine",
                                image=spec.image) from error
         except docker.errors.APIError as error:
-            if error.status_code == 409:  # a concurrent retry created it first
-                return self.client.containers.get(spec.name)
-            raise LaunchFailed(f"Docker refused container {spec.name}: {short(error)}") from error
+            if error.status_code != 409:
+                raise LaunchFailed(f"Docker refused container {spec.name}: "
+                                   f"{short(error)}") from error
+            existing = self.client.containers.get(spec.name)  # made by an earlier run
+            if existing.status != "running":
+                existing.start()
+            return
+        self.client.api.start(created)
 
-    def _create(self, spec: ContainerSpec, network: str) -> Any:
+    def _create(self, spec: ContainerSpec, network: str) -> str:
         try:
             return self._create_hardened(spec, network, self.disk_limit.applies(self.client))
         except docker.errors.APIError as error:
@@ -277,7 +279,7 @@ class DockerRuntime:
                 raise
             return self._create_hardened(spec, network, "")
 
-    def _create_hardened(self, spec: ContainerSpec, network: str, disk: str) -> Any:
+    def _create_hardened(self, spec: ContainerSpec, network: str, disk: str) -> str:
         ports = {f"{spec.port}/tcp": (self.publish_ip, None)} if spec.port else {}
         endpoint = self.client.api.create_endpoint_config(aliases=list(spec.aliases) or None)
         networking = self.client.api.create_networking_config({network: endpoint})
@@ -293,7 +295,7 @@ class DockerRuntime:
             detach=True,
             **hardening,
         )
-        return self.client.containers.get(created["Id"])
+        return created["Id"]
 
 
 def _state(container: Any) -> ContainerState:
