@@ -62,21 +62,31 @@ def describe(name: str, seconds: list[float]) -> str:
             f"p90 {percentile(ms, 0.9):8.1f} ms   p99 {percentile(ms, 0.99):8.1f} ms")
 
 
-def raw_docker_run(limits: list[str], *, timeout: float = 60) -> tuple[float, str]:
+def raw_docker_run(limits: list[str], *, timeout: float = 60, engine: str = "",
+                   image: str = NOTEBOOK_IMAGE) -> tuple[float, str]:
     """The baseline: `docker run` of the notebook with limits, then the probe binderq uses
-    (the notebook's api/status with its token); (seconds, the container's name: remove it)."""
+    (the notebook's api/status with its token); (seconds, the container's name: remove it).
+    engine: another engine's address (`docker -H`), as "engine|name" in the name."""
     token, name = secrets.token_hex(16), f"bench-raw-{secrets.token_hex(4)}"
+    docker = ["docker", "-H", engine] if engine else ["docker"]
     started = time.monotonic()
-    subprocess.run(["docker", "run", "-d", "--name", name, "-p", "127.0.0.1::8888", *limits,
-                    NOTEBOOK_IMAGE, "python3", "-m", "notebook", "--ip=0.0.0.0",
+    subprocess.run([*docker, "run", "-d", "--name", name, "-p", "127.0.0.1::8888", *limits,
+                    image, "python3", "-m", "notebook", "--ip=0.0.0.0",
                     "--port=8888", "--no-browser", "--NotebookApp.base_url=/user/raw/",
                     f"--NotebookApp.token={token}"], check=True, capture_output=True)
-    address = subprocess.run(["docker", "port", name, "8888/tcp"], check=True,
+    address = subprocess.run([*docker, "port", name, "8888/tcp"], check=True,
                              capture_output=True, text=True).stdout.split()[0]
     wait_until_ready(f"http://{address}/user/raw/", token, timeout=timeout,
                      still_running=lambda: None)
-    return time.monotonic() - started, name
+    return time.monotonic() - started, f"{engine}|{name}" if engine else name
 
 
 def remove_containers(names: list[str]) -> None:
-    subprocess.run(["docker", "rm", "-f", *names], check=True, capture_output=True)
+    """Remove raw_docker_run's containers, each on its engine."""
+    by_engine: dict[str, list[str]] = {}
+    for name in names:
+        engine, _, container = name.rpartition("|")
+        by_engine.setdefault(engine, []).append(container)
+    for engine, containers in by_engine.items():
+        docker = ["docker", "-H", engine] if engine else ["docker"]
+        subprocess.run([*docker, "rm", "-f", *containers], check=True, capture_output=True)
