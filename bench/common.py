@@ -17,6 +17,7 @@ from binderq.processes import free_port
 from binderq.settings import Settings
 
 NOTEBOOK_IMAGE = os.environ.get("BINDERQ_NOTEBOOK_IMAGE", "binderq/notebook:bookworm")
+REMOVE_AT_ONCE = 5
 
 
 def start_stack(instance: str, **settings_changes) -> Stack:
@@ -89,4 +90,8 @@ def remove_containers(names: list[str]) -> None:
         by_engine.setdefault(engine, []).append(container)
     for engine, containers in by_engine.items():
         docker = ["docker", "-H", engine] if engine else ["docker"]
-        subprocess.run([*docker, "rm", "-f", *containers], check=True, capture_output=True)
+        # A few at a time: thirty removed at once from one network deadlocked Debian's
+        # dockerd 20.10.24 (moby/moby#46661, fixed after it), and every later call hung.
+        for start in range(0, len(containers), REMOVE_AT_ONCE):
+            subprocess.run([*docker, "rm", "-f", *containers[start:start + REMOVE_AT_ONCE]],
+                           check=True, capture_output=True, timeout=120)

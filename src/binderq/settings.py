@@ -124,7 +124,7 @@ class Settings:
     launch_concurrency: int = 32
     # Servers a launch worker makes or removes at once on its engine (networks, containers,
     # starts; docker_engine.EngineGate); 0: no bound. The readiness probes are not counted.
-    engine_calls: int = 8
+    engine_calls: int = 16
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,

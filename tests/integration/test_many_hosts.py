@@ -177,6 +177,7 @@ def test_servers_spread_over_two_engines_and_a_lost_engine_loses_only_its_own(
     assert {_ready(url, session, server_id)["host"] for server_id in during} == {"a"}
     wait_for(lambda: session.get(f"{url}/api/pools/spread").json()["ready"] == 2,
              timeout=90, what="the pool refills on a")
+    refilled_after = time.monotonic() - started
     assert all(s.host == "a" for s in store.servers.active()
                if s.pooled and s.claimed_at is None and str(s.status) == "ready")
 
@@ -188,8 +189,9 @@ def test_servers_spread_over_two_engines_and_a_lost_engine_loses_only_its_own(
     for server in failed:
         assert server.error.startswith("host b is down"), server.error
     assert all(str(store.servers.get(i).status) == "ready" for i in on_a)
-    print(f"\nhost b: down in health after {down_after:.1f} s, its {len(on_b)} servers "
-          f"failed after {time.monotonic() - started:.1f} s")
+    print(f"\nhost b: down in health after {down_after:.1f} s, its pool share refilled on a "
+          f"after {refilled_after:.1f} s, its {len(on_b)} servers failed after "
+          f"{time.monotonic() - started:.1f} s")
 
     # b comes back: its reconcile removes the containers of its failed servers.
     engine_b.thaw()

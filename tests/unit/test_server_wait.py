@@ -9,11 +9,13 @@ import time
 
 import pytest
 
+from binderq.adapters.redis_store.common import Keys
 from binderq.api import servers as servers_api
 from binderq.domain.errors import NotFound
 from binderq.domain.models import ServerStatus
 from binderq.services import servers, stagings
 from binderq.services.server_wait import (
+    LOOK_EVERY,
     MAX_WAIT,
     Waiters,
     longest_wait,
@@ -114,18 +116,37 @@ def test_the_wait_is_capped_so_a_queued_server_is_never_dropped_as_unpolled():
     assert longest_wait(2, queue_poll_timeout=60) == 2
 
 
-def test_a_status_change_ends_the_wait_on_a_fake_clock(store, pending):
+def test_a_change_is_heard_at_once_not_at_the_next_look(store, pending):
     server = store.servers.get(pending["id"])
-    now = [0.0]
-    looks = []
 
-    def sleep(seconds):
-        now[0] += seconds
-        looks.append(now[0])
-        if len(looks) == 3:
-            store.servers.transition(server.id, [ServerStatus.PENDING],
-                                     status=ServerStatus.STARTING)
+    def start_it():
+        time.sleep(0.1)
+        store.servers.transition(server.id, [ServerStatus.PENDING], status=ServerStatus.STARTING)
 
-    found = wait_for_next_status(server, store=store, seconds=20, clock=lambda: now[0],
-                                 sleep=sleep)
-    assert found.status == ServerStatus.STARTING and len(looks) == 3
+    worker = threading.Thread(target=start_it)
+    started = time.monotonic()
+    worker.start()
+    found = wait_for_next_status(server, store=store, seconds=20)
+    waited = time.monotonic() - started
+    worker.join()
+    assert found.status == ServerStatus.STARTING
+    assert waited < 0.1 + LOOK_EVERY / 2  # woken by the published change
+
+
+def test_every_script_that_changes_a_status_publishes_it(store, pending):
+    """The transition, ready and the launch queue's promotion each publish on the channel
+    the waiters subscribe to."""
+    channel = Keys.SERVER_STATUS_CHANNEL.format(id=pending["id"])
+    assert channel == Keys.SERVER.format(id=pending["id"]) + ":status"  # as the scripts say
+    changes = store.servers.status_changes(pending["id"])
+    server = store.servers.transition(pending["id"], [ServerStatus.PENDING],
+                                      status=ServerStatus.STARTING)
+    store.servers.mark_ready(server, url="u", target="t")
+    heard = []
+    deadline = time.monotonic() + 2
+    while len(heard) < 2 and time.monotonic() < deadline:
+        message = changes.get_message(timeout=0.1)
+        if message:
+            heard.append(message["data"])
+    changes.close()
+    assert heard == [b'"starting"', b'"ready"']

@@ -6,8 +6,9 @@ Reason to change: how a client waits for a launch (or a stop) to move on.
 
 Thirty students polling twenty times a second is six hundred requests a second through the
 proxy and the API on the machine their notebooks boot on; thirty waiting requests are thirty
-threads asking Redis for one field. Each waiting request holds an API thread, so a process
-lets at most `Waiters.most` wait at once; the rest are answered at once, told to retry.
+subscriptions that hear the change the moment a script makes it. Each waiting request holds
+an API thread (and a Redis connection), so a process lets at most `Waiters.most` wait at
+once; the rest are answered at once, told to retry.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from binderq.domain.models import Server, ServerStatus
 ON_ITS_WAY = frozenset({ServerStatus.QUEUED, ServerStatus.PENDING, ServerStatus.STARTING,
                         ServerStatus.STOPPING})
 MAX_WAIT = 30.0  # seconds one request may wait
-CHECK_EVERY = 0.05  # seconds between looks at its status (one HGET)
+# Seconds between looks at its status (one HGET) when no change is heard: the scripts that
+# change a status publish it (redis_store Keys.SERVER_STATUS_CHANNEL), so a waiting request
+# wakes at once; the look is for changes written otherwise (an adoption, a hand edit).
+LOOK_EVERY = 0.5
 
 
 class Waiters:
@@ -49,20 +53,25 @@ def longest_wait(asked: float, *, queue_poll_timeout: float) -> float:
 
 
 def wait_for_next_status(server: Server, *, store: RedisStore, seconds: float,
-                         clock: Callable[[], float] = time.monotonic,
-                         sleep: Callable[[float], None] = time.sleep) -> Server:
+                         clock: Callable[[], float] = time.monotonic) -> Server:
     """The server once its status is no longer server.status, or after seconds; at once
     when that status is not one a server leaves by itself."""
     if server.status not in ON_ITS_WAY:
         return server
     deadline = clock() + seconds
-    while clock() < deadline:
-        sleep(min(CHECK_EVERY, max(0.0, deadline - clock())))
-        status = store.servers.status_of(server.id)
-        if status is None:
-            raise NotFound("Server", server.id)
-        if status != server.status:
-            break
+    changes = store.servers.status_changes(server.id)
+    try:
+        while True:
+            # Looked at after subscribing: a change just before it is not missed.
+            status = store.servers.status_of(server.id)
+            if status is None:
+                raise NotFound("Server", server.id)
+            left = deadline - clock()
+            if status != server.status or left <= 0:
+                break
+            changes.get_message(timeout=min(LOOK_EVERY, left))
+    finally:
+        changes.close()
     now = store.servers.get(server.id)
     if now is None:
         raise NotFound("Server", server.id)

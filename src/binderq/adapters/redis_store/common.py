@@ -27,6 +27,10 @@ class Keys:
     STAGINGS = "binderq:stagings"
     STAGING_VERSION = "binderq:staging-version:{name}"
     SERVER = "binderq:server:{id}"
+    # Published to (the new status) when a server's status changes, by the scripts that
+    # change it: a request waiting on it (?wait=) wakes at once. Scripts name it as the
+    # server's key followed by STATUS_CHANNEL_SUFFIX.
+    SERVER_STATUS_CHANNEL = "binderq:server:{id}:status"
     SERVERS = "binderq:servers"
     ACTIVE_SERVERS = "binderq:servers:active"
     # Fair shares: the servers of one staging, of one client (members pruned as they are counted).

@@ -94,6 +94,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     if room[staging] > 0 then
       redis.call('HSET', server, 'status', '"pending"', 'status_changed_at', ARGV[7],
                  'host', cjson.encode(host))
+      redis.call('PUBLISH', server .. ':status', '"pending"')
       redis.call('SADD', host_set, id)
       if version[staging] then redis.call('HSET', server, 'staging_version', version[staging]) end
       redis.call('SADD', KEYS[2], id)

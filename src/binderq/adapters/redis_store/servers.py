@@ -91,6 +91,7 @@ for _, status in ipairs(allowed) do
 end
 if not ok then return {0, current} end
 redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('PUBLISH', KEYS[1] .. ':status', redis.call('HGET', KEYS[1], 'status'))
 if ARGV[2] == '1' then
   redis.call('SREM', KEYS[2], ARGV[4])
   local owner = redis.call('HMGET', KEYS[1], 'staging', 'client', 'host')
@@ -106,6 +107,7 @@ return {1, current}
 _READY = """
 if redis.call('HGET', KEYS[1], 'status') ~= '"starting"' then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PUBLISH', KEYS[1] .. ':status', '"ready"')
 if ARGV[2] == '1' then redis.call('RPUSH', KEYS[2], ARGV[1]) end
 return 1
 """
@@ -169,6 +171,13 @@ class ServerStore:
         if raw is None:
             return "" if self.redis.exists(Keys.SERVER.format(id=server_id)) else None
         return json.loads(raw)
+
+    def status_changes(self, server_id: str) -> redis.client.PubSub:
+        """A subscription to a server's status changes (Keys.SERVER_STATUS_CHANNEL): close
+        it after use."""
+        changes = self.redis.pubsub(ignore_subscribe_messages=True)
+        changes.subscribe(Keys.SERVER_STATUS_CHANNEL.format(id=server_id))
+        return changes
 
     def status_of(self, server_id: str) -> str | None:
         """A server's status alone (one HGET: a waiting request asks often), or None."""
