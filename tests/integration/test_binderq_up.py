@@ -182,7 +182,10 @@ class Up:
         found = {}
         for pid in subprocess.run(["pgrep", "-P", str(self.process.pid)],
                                   capture_output=True, text=True).stdout.split():
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except FileNotFoundError:
+                continue  # it ended after pgrep listed it (a killed child being reaped)
             for name, mark in (("worker-launch-local", "launch-local@"), ("proxy", "http-proxy"),
                                ("web", "gunicorn"), ("redis", "redis-server")):
                 if mark in args:
