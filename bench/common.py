@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -21,7 +23,10 @@ REMOVE_AT_ONCE = 5
 
 
 def start_stack(instance: str, **settings_changes) -> Stack:
-    """The whole service, as `binderq up` runs it, on free ports with its own instance."""
+    """The whole service, as `binderq up` runs it, on free ports with its own instance. A
+    SIGTERM (a timeout, a kill) ends the benchmark through its cleanup, as Ctrl-C does: its
+    servers, processes and firewall chain go (Python's default would skip `finally`)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     port = free_port()
     base = Settings(instance=instance, notebook_image=NOTEBOOK_IMAGE, **settings_changes)
     stack = Stack(settings_for_up(base, "127.0.0.1", port), host="127.0.0.1", port=port)
