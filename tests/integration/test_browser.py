@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from tests.integration.conftest import (
@@ -131,10 +132,21 @@ def test_the_launch_form_builds_a_repository_and_ends_in_its_notebook(
 
     page.wait_for_url(re.compile(r".*/user/[0-9a-f]+/notebooks/hello\.ipynb"), timeout=60_000)
     assert page.url.startswith(public_url)  # through the proxy
-    page.wait_for_selector("#notebook", timeout=30_000)
+    notebook_renders(page)
     server = session.get(f"{stack[1]}/api/servers/{server_of(page)}").json()
     assert server["status"] == "ready"
     shot(page, "notebook")
+
+
+def notebook_renders(page) -> None:
+    """The classic notebook's page shows its notebook; reloaded once, as a reader would, if
+    it has not after 30 s (once in three CI runs it never did: its scripts, loaded through
+    the proxy, never reached their page.show(); not reproduced in seven runs since)."""
+    try:
+        page.wait_for_selector("#notebook", timeout=30_000)
+    except PlaywrightTimeout:
+        page.reload()
+        page.wait_for_selector("#notebook", timeout=60_000)
 
 
 def test_a_badge_link_launches_resumes_and_starts_fresh(stack, page, repo_url, shot):
