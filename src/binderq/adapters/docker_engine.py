@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import docker
@@ -73,16 +73,11 @@ class EngineGate:
     engine resource; the readiness probes, which take most of a launch, are outside."""
 
     def __init__(self, calls: int) -> None:
-        self.calls = calls
-        self._places = threading.BoundedSemaphore(calls) if calls > 0 else None
+        self._places: contextlib.AbstractContextManager[Any] = (
+            threading.BoundedSemaphore(calls) if calls > 0 else contextlib.nullcontext())
 
-    @contextlib.contextmanager
-    def place(self) -> Iterator[None]:
-        if self._places is None:
-            yield
-            return
-        with self._places:
-            yield
+    def place(self) -> contextlib.AbstractContextManager[Any]:
+        return self._places
 
 
 _gates: dict[tuple[str, int], EngineGate] = {}

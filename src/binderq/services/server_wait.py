@@ -7,8 +7,8 @@ Reason to change: how a client waits for a launch (or a stop) to move on.
 Thirty students polling twenty times a second is six hundred requests a second through the
 proxy and the API on the machine their notebooks boot on; thirty waiting requests are thirty
 subscriptions that hear the change the moment a script makes it. Each waiting request holds
-an API thread (and a Redis connection), so a process lets at most `Waiters.most` wait at
-once; the rest are answered at once, told to retry.
+an API thread (and a Redis connection), so a process lets only so many wait at once
+(api/servers.WAITERS); the rest are answered at once, told to retry.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ class Waiters:
     """How many requests of this process may wait at once (each holds an API thread)."""
 
     def __init__(self, most: int) -> None:
-        self.most = most
         self._places = threading.BoundedSemaphore(most)
 
     def try_enter(self) -> bool:

@@ -29,7 +29,7 @@ class Keys:
     SERVER = "binderq:server:{id}"
     # Published to (the new status) when a server's status changes, by the scripts that
     # change it: a request waiting on it (?wait=) wakes at once. Scripts name it as the
-    # server's key followed by STATUS_CHANNEL_SUFFIX.
+    # server's key followed by ":status" (tests/unit/test_server_wait.py checks they agree).
     SERVER_STATUS_CHANNEL = "binderq:server:{id}:status"
     SERVERS = "binderq:servers"
     ACTIVE_SERVERS = "binderq:servers:active"
